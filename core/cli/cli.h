@@ -1,0 +1,18 @@
+/* The sdw command line: one entry per subcommand (core/cli/cmd_*.c). Each
+ * returns the process exit status; errors are printed as one line
+ * "sdw: <what went wrong and what to do>". */
+#ifndef SDW_CLI_H
+#define SDW_CLI_H
+
+typedef struct sdw_command {
+  const char *name;
+  const char *summary; /* one line for `sdw --help` */
+  int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
+} sdw_command;
+
+int sdw_cmd_info(int argc, char **argv);
+
+/* Prints "sdw: <message>" for the thread's last error, prefixed by context. */
+void sdw_cli_report_error(const char *context);
+
+#endif

@@ -1,0 +1,47 @@
+/* sdw: Stable Diffusion from scratch. Dispatches to the subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "core/base/status.h"
+#include "core/cli/cli.h"
+
+static const sdw_command commands[] = {
+    {"info", "print the version, compiled-in backends, library versions and devices",
+     sdw_cmd_info},
+};
+enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
+
+static void print_usage(FILE *out) {
+  fprintf(out,
+          "usage: sdw [--help] [--version] <command> [<args>]\n"
+          "\n"
+          "Stable Diffusion from scratch in C: data pipeline, training, sampling\n"
+          "and a terminal workbench, in one binary.\n"
+          "\n"
+          "commands:\n");
+  for (int i = 0; i < COMMAND_COUNT; i++)
+    fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+  fprintf(out, "\n'sdw <command> --help' describes a command; man sdw has the details.\n");
+}
+
+void sdw_cli_report_error(const char *context) {
+  if (context && *context)
+    fprintf(stderr, "sdw: %s: %s\n", context, sdw_last_error());
+  else
+    fprintf(stderr, "sdw: %s\n", sdw_last_error());
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    print_usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf("sdw %s\n", SDW_VERSION);
+    return 0;
+  }
+  for (int i = 0; i < COMMAND_COUNT; i++)
+    if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "sdw: unknown command '%s'; 'sdw --help' lists the commands\n", argv[1]);
+  return 2;
+}

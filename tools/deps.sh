@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages sdw needs to build, test and run.
+# Idempotent and quick when everything is present; as root it uses apt-get,
+# otherwise it prints the exact command and fails.
+set -euo pipefail
+
+packages=(
+  gcc make pkg-config git
+  libopenblas-openmp-dev # GEMM for the CPU backend (OpenMP threading, like our own kernels)
+  libcjson-dev           # JSON (safetensors headers, configs, protocol)
+  libpng-dev             # PNG output
+  libncurses-dev         # the workbench
+  libsixel-dev           # sixel previews
+  clang                  # libFuzzer targets (make fuzz)
+  clang-format           # make check
+  mandoc                 # man page lint (make check)
+  tmux                   # terminal tests
+  python3                # test helpers
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+
+cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "sdw: missing packages: ${missing[*]}" >&2
+  echo "sdw: run as root: apt-get update && $cmd" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
