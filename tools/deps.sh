@@ -9,6 +9,7 @@ packages=(
   libopenblas-openmp-dev # GEMM for the CPU backend (OpenMP threading, like our own kernels)
   libcjson-dev           # JSON (safetensors headers, configs, protocol)
   libpng-dev             # PNG output
+  zlib1g-dev             # gzip (CLIP vocabulary) and PNG
   libncurses-dev         # the workbench
   libsixel-dev           # sixel previews
   clang                  # libFuzzer targets (make fuzz)
