@@ -1,6 +1,5 @@
 /* Runs every registered test (or those whose name contains argv[1]) and
  * prints "N passed, N failed". Exit status 1 when any failed. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <ftw.h>
 #include <stdarg.h>
