@@ -85,6 +85,15 @@ struct sdw_backend {
   /* Waits for all queued work (no-op on the CPU). */
   sdw_status (*synchronize)(sdw_ctx *ctx);
 
+  /* --- device memory --------------------------------------------------- */
+  /* bytes of backend memory, 64-byte aligned (256 on GPUs), uninitialised;
+   * owned by the caller, released with free. */
+  sdw_status (*alloc)(sdw_ctx *ctx, size_t bytes, void **out);
+  void (*free)(sdw_ctx *ctx, void *p);
+  /* Blocking copies between host memory and backend memory. */
+  sdw_status (*upload)(sdw_ctx *ctx, void *device_dst, const void *host_src, size_t bytes);
+  sdw_status (*download)(sdw_ctx *ctx, void *host_dst, const void *device_src, size_t bytes);
+
   /* --- memory movement ------------------------------------------------- */
   /* y = x (same shape and dtype). */
   sdw_status (*copy)(sdw_ctx *ctx, const sdw_tensor *x, sdw_tensor *y);

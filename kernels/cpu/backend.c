@@ -2,6 +2,7 @@
  * table that routes every op of kernels/ops.h to its CPU implementation. */
 #include <omp.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "kernels/cpu/cpu_ops.h"
 
@@ -16,7 +17,8 @@ sdw_status sdw_cpu_ctx_create(sdw_ctx **out, int device_index) {
   if (!ctx) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "cpu backend: out of host memory");
   ctx->ops = sdw_backend_cpu();
   ctx->num_threads = omp_get_max_threads();
-  sdw_status st = sdw_arena_create(&ctx->scratch, "cpu scratch", (size_t)CPU_SCRATCH_RESERVE_GIB << 30);
+  sdw_status st =
+      sdw_arena_create(&ctx->scratch, "cpu scratch", (size_t)CPU_SCRATCH_RESERVE_GIB << 30);
   if (st != SDW_OK) {
     free(ctx);
     return st;
@@ -31,6 +33,32 @@ void sdw_cpu_ctx_destroy(sdw_ctx *ctx) {
   free(ctx);
 }
 
+sdw_status sdw_cpu_alloc(sdw_ctx *ctx, size_t bytes, void **out) {
+  (void)ctx;
+  *out = aligned_alloc(SDW_ARENA_ALIGN,
+                       (bytes + SDW_ARENA_ALIGN - 1) / SDW_ARENA_ALIGN * SDW_ARENA_ALIGN);
+  if (!*out && bytes)
+    return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "cannot allocate %zu MiB of host memory", bytes >> 20);
+  return SDW_OK;
+}
+
+void sdw_cpu_free(sdw_ctx *ctx, void *p) {
+  (void)ctx;
+  free(p);
+}
+
+sdw_status sdw_cpu_upload(sdw_ctx *ctx, void *device_dst, const void *host_src, size_t bytes) {
+  (void)ctx;
+  if (bytes) memcpy(device_dst, host_src, bytes);
+  return SDW_OK;
+}
+
+sdw_status sdw_cpu_download(sdw_ctx *ctx, void *host_dst, const void *device_src, size_t bytes) {
+  (void)ctx;
+  if (bytes) memcpy(host_dst, device_src, bytes);
+  return SDW_OK;
+}
+
 sdw_status sdw_cpu_synchronize(sdw_ctx *ctx) {
   (void)ctx;
   return SDW_OK;
@@ -42,6 +70,10 @@ static const sdw_backend cpu_backend = {
     .ctx_create = sdw_cpu_ctx_create,
     .ctx_destroy = sdw_cpu_ctx_destroy,
     .synchronize = sdw_cpu_synchronize,
+    .alloc = sdw_cpu_alloc,
+    .free = sdw_cpu_free,
+    .upload = sdw_cpu_upload,
+    .download = sdw_cpu_download,
     .copy = sdw_cpu_copy,
     .fill = sdw_cpu_fill,
     .cast = sdw_cpu_cast,

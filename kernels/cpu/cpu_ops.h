@@ -10,6 +10,10 @@
 sdw_status sdw_cpu_ctx_create(sdw_ctx **out, int device_index);
 void sdw_cpu_ctx_destroy(sdw_ctx *ctx);
 sdw_status sdw_cpu_synchronize(sdw_ctx *ctx);
+sdw_status sdw_cpu_alloc(sdw_ctx *ctx, size_t bytes, void **out);
+void sdw_cpu_free(sdw_ctx *ctx, void *p);
+sdw_status sdw_cpu_upload(sdw_ctx *ctx, void *device_dst, const void *host_src, size_t bytes);
+sdw_status sdw_cpu_download(sdw_ctx *ctx, void *host_dst, const void *device_src, size_t bytes);
 sdw_status sdw_cpu_copy(sdw_ctx *ctx, const sdw_tensor *x, sdw_tensor *y);
 sdw_status sdw_cpu_fill(sdw_ctx *ctx, sdw_tensor *x, float value);
 sdw_status sdw_cpu_cast(sdw_ctx *ctx, const sdw_tensor *x, sdw_tensor *y);
