@@ -62,8 +62,13 @@ const char *sdw_status_name(sdw_status code);
     if (!(cond)) sdw_assert_failf(#cond, __FILE__, __LINE__, __VA_ARGS__);                         \
   } while (0)
 
-_Noreturn void sdw_assert_fail(const char *expr, const char *file, int line);
-_Noreturn void sdw_assert_failf(const char *expr, const char *file, int line, const char *fmt, ...)
+#ifdef __cplusplus
+#define SDW_NORETURN [[noreturn]]
+#else
+#define SDW_NORETURN _Noreturn
+#endif
+SDW_NORETURN void sdw_assert_fail(const char *expr, const char *file, int line);
+SDW_NORETURN void sdw_assert_failf(const char *expr, const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
 #ifdef __cplusplus
