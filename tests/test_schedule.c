@@ -176,6 +176,45 @@ SDW_TEST(schedule_linear_betas_follow_linspace) {
   sdw_noise_schedule_free(&s);
 }
 
+/* Other schedules against diffusers' DDPMScheduler (the `samplers` bundle):
+ * the linear schedule and the SD schedule over 777 steps (777 % 16 = 9
+ * elements in torch linspace's scalar remainder). Bit equality, as above. */
+SDW_TEST(schedule_other_schedules_equal_torch_bits) {
+  sdw_safetensors *st = sg_open("samplers");
+  REQUIRE(st);
+  const char *tags[] = {"linear", "scaled_linear.T777"};
+  for (int k = 0; k < 2; k++) {
+    sdw_schedule_config cfg = sdw_schedule_config_sd();
+    if (k == 0) {
+      cfg.beta_schedule = SDW_BETA_LINEAR;
+      cfg.beta_start = 0.0001;
+      cfg.beta_end = 0.02;
+    } else {
+      cfg.num_train_timesteps = 777;
+    }
+    sdw_noise_schedule s;
+    CHECK_OK(sdw_noise_schedule_init(&s, &cfg));
+    char key[96];
+    int64_t n = 0;
+    snprintf(key, sizeof key, "schedule.%s.betas", tags[k]);
+    float *b = sg_f32(st, key, &n);
+    snprintf(key, sizeof key, "schedule.%s.alphas_cumprod", tags[k]);
+    float *a = sg_f32(st, key, NULL);
+    REQUIRE(b && a && n == s.num_train_timesteps);
+    int bad_b = 0, bad_a = 0;
+    for (int64_t i = 0; i < n; i++) {
+      bad_b += memcmp(&b[i], &s.betas[i], 4) != 0;
+      bad_a += memcmp(&a[i], &s.alphas_cumprod[i], 4) != 0;
+    }
+    CHECK_MSG(bad_b == 0 && bad_a == 0, "%s: %d betas and %d alphas_cumprod differ from torch's",
+              tags[k], bad_b, bad_a);
+    free(b);
+    free(a);
+    sdw_noise_schedule_free(&s);
+  }
+  sdw_safetensors_close(st);
+}
+
 SDW_TEST(schedule_rejects_bad_configs) {
   sdw_noise_schedule s;
   sdw_schedule_config cfg = sdw_schedule_config_sd();

@@ -39,6 +39,17 @@ def cpu_capability():
     return "unknown"
 
 
+def torch_desc():
+    """torch.__version__ plus the Debian package version when there is one
+    (Debian's 1.13.1+dfsg reports itself as 1.13.0a0)."""
+    try:
+        deb = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "python3-torch"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        return f"{torch.__version__} (Debian python3-torch {deb}, CPU)"
+    except (OSError, subprocess.CalledProcessError):
+        return f"{torch.__version__} (CPU)"
+
+
 def shape_str(shape):
     return "x".join(str(d) for d in shape)
 
@@ -103,8 +114,8 @@ def write_rng(out_dir):
         "torch_rng: torch.Generator('cpu').manual_seed(s) + torch.randn(shape, generator=g), float32",
         "=" * 88,
         "",
-        f"Made by tools/gen_scheduler_goldens.py with torch {torch.__version__} (Debian python3-torch,",
-        "CPU only), numpy " + np.__version__ + ".",
+        f"Made by tools/gen_scheduler_goldens.py with torch {torch_desc()},",
+        "numpy " + np.__version__ + ".",
         f"'avx2' tensors: torch's default dispatch on this x86-64 machine (it reports CPU capability {cap};",
         "normal_stub has no AVX512 kernel, so AVX512 machines run the AVX2 one too).",
         f"'scalar' tensors: the same calls with ATEN_CPU_CAPABILITY=default (torch reports '{child_cap}'):",
@@ -182,6 +193,14 @@ def write_samplers(out_dir):
     x_T = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(42))
     FAKE_C = torch.randn(shape, generator=torch.Generator("cpu").manual_seed(7))
     tensors = {"x_T": x_T, "C": FAKE_C}
+    # Schedules other than SD's (torch's float32 linspace / cumprod).
+    from diffusers import DDPMScheduler
+    for tag, kw in [("linear", dict(num_train_timesteps=1000, beta_start=0.0001, beta_end=0.02,
+                                    beta_schedule="linear")),
+                    ("scaled_linear.T777", dict(SD_KW, num_train_timesteps=777))]:
+        ddpm = DDPMScheduler(**kw)
+        tensors[f"schedule.{tag}.betas"] = ddpm.betas
+        tensors[f"schedule.{tag}.alphas_cumprod"] = ddpm.alphas_cumprod
     configs = []
     for spacing, karras, n, off in [("linspace", False, 10, 0), ("linspace", False, 25, 0),
                                     ("linspace", True, 10, 0), ("linspace", True, 25, 0),
@@ -236,7 +255,7 @@ def write_samplers(out_dir):
         "=" * 66,
         "",
         f"Made by tools/gen_scheduler_goldens.py with diffusers {diffusers.__version__} (PyPI, --no-deps),",
-        f"torch {torch.__version__} (Debian python3-torch, CPU), numpy {np.__version__}.",
+        f"torch {torch_desc()}, numpy {np.__version__}.",
         "",
         "Loop (StableDiffusionPipeline's, no guidance):",
         "  latents = x_T * scheduler.init_noise_sigma",
@@ -255,6 +274,8 @@ def write_samplers(out_dir):
         "sample to float32 on entry, as the library does).",
         "{name}.timesteps: scheduler.timesteps after set_timesteps (F32 for Euler, I64 otherwise);",
         "{name}.sigmas: scheduler.sigmas (F32, n+1 entries) for Euler and DPM++.",
+        "schedule.linear.*: DDPMScheduler(1000 steps, beta_start=0.0001, beta_end=0.02, 'linear') betas and",
+        "alphas_cumprod; schedule.scaled_linear.T777.*: the SD schedule with num_train_timesteps=777.",
         "",
         "Configs (name | scheduler | steps | eta)",
         "----------------------------------------",

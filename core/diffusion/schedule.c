@@ -22,9 +22,10 @@ sdw_schedule_config sdw_schedule_config_sd(void) {
  *     base = idx < steps/2 ? start + step*idx : end - step*(steps-idx-1)
  *     out[idx + k] = base + k*step                 (Vectorized::arange)
  *   the remaining elements one by one with the same two-sided formula.
- * GCC contracts each a*b + c there into a fused multiply-add (torch is built
- * in GNU C++ mode); with fmaf in those places every value of the SD schedule
- * equals torch 1.13's bits (test_schedule). */
+ * In torch's binary the base and the scalar formula are fused multiply-adds
+ * (GCC contracts them; torch is built in GNU C++ mode) while base + k*step
+ * is a separate product and sum. Matched bit for bit against torch 1.13 for
+ * the SD schedule, the linear one and 777 steps (test_schedule). */
 static void torch_linspace_f32(float start, float end, int steps, float *out) {
   if (steps == 1) {
     out[0] = start;
@@ -36,8 +37,10 @@ static void torch_linspace_f32(float start, float end, int steps, float *out) {
   for (int idx = 0; idx < nvec; idx += 8) {
     float base =
         idx < half ? fmaf(step, (float)idx, start) : fmaf(-step, (float)(steps - idx - 1), end);
-    for (int k = 0; k < 8; k++)
-      out[idx + k] = fmaf((float)k, step, base);
+    for (int k = 0; k < 8; k++) {
+      float ks = (float)k * step; /* a separate product: not contracted */
+      out[idx + k] = base + ks;
+    }
   }
   for (int idx = nvec; idx < steps; idx++)
     out[idx] =
