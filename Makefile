@@ -140,7 +140,7 @@ FUZZ_LIB_SRCS := $(sort $(wildcard core/base/*.c))
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined \
-	  -DSDW_VERSION='"$(VERSION)"' $^ -o $@ -lcjson -lm
+	  -DSDW_VERSION='"$(VERSION)"' $^ -o $@ -lcjson -lpng -lz -lm
 fuzz: deps $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do name=$${f##*/}; mkdir -p build/fuzz/corpus-$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
