@@ -8,6 +8,7 @@
 static const sdw_command commands[] = {
     {"info", "print the version, compiled-in backends, library versions and devices",
      sdw_cmd_info},
+    {"run", "run one model component on tensors from a safetensors file", sdw_cmd_run},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

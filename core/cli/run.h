@@ -1,0 +1,26 @@
+/* `sdw run COMPONENT`: the component runners (core/cli/run_*.c), each a
+ * model part driven from safetensors files. cmd_run.c holds the table that
+ * dispatches to them. */
+#ifndef SDW_CLI_RUN_H
+#define SDW_CLI_RUN_H
+
+#include <stdio.h>
+
+typedef struct sdw_run_component {
+  const char *name;
+  const char *summary;               /* one line for `sdw run --help` */
+  void (*usage)(FILE *out);          /* the component's --help text */
+  int (*run)(int argc, char **argv); /* argv[0] is the component name */
+} sdw_run_component;
+
+/* clip-text (core/cli/run_clip_text.c). */
+void sdw_run_clip_text_usage(FILE *out);
+int sdw_run_clip_text(int argc, char **argv);
+
+/* Shared option helpers: argv[*i] is "--name VALUE" or "--name=VALUE";
+ * on a match *value receives the value (advancing *i past it) and the
+ * function returns 1; 0 when argv[*i] is another option; -1 (message
+ * printed) when the value is missing. */
+int sdw_run_option(int argc, char **argv, int *i, const char *name, const char **value);
+
+#endif
