@@ -33,9 +33,10 @@ Examples:
   .venv-tools/bin/python tools/gen_clip_goldens.py --out /tmp/clip-same \\
       --weights tests/data/goldens/clip-text-tiny/weights.safetensors --check build/sdw
 
---check SDW runs `SDW run clip-text` on the new bundle (masked and unmasked) and
-prints the normwise relative error max|sdw - f64| / max|f64| of each output; it
-exits 1 when one exceeds 1e-5.
+--check SDW runs `SDW tokenize --tokenizer clip --jsonl` on the prompts and compares
+its ids and mask with open_clip's, then runs `SDW run clip-text` on the new bundle
+(masked and unmasked) and prints the normwise relative error max|sdw - f64| / max|f64|
+of each output; it exits 1 on a token mismatch or when an error exceeds 1e-5.
 """
 import argparse
 import copy
@@ -116,6 +117,33 @@ def run(model, ids, mask, hidden=False):
     with torch.no_grad():
         out = model(input_ids=ids, attention_mask=mask, output_hidden_states=hidden)
     return out
+
+
+def sdw_tokens_check(sdw, prompts, ids, mask):
+    """Compares `sdw tokenize --tokenizer clip --jsonl --mask` with open_clip."""
+    text = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in prompts)
+    out = subprocess.run([sdw, "tokenize", "--tokenizer", "clip", "--jsonl", "--mask"],
+                         input=text, capture_output=True, text=True, check=True).stdout
+    bad = special = 0
+    for b, line in enumerate(out.splitlines()):
+        got_ids, got_mask = line.split("\t")
+        if ([int(t) for t in got_ids.split()] == ids[b].tolist() and
+                [int(t) for t in got_mask.split()] == mask[b].tolist()):
+            continue
+        # open_clip 3.x splits the literal strings <|startoftext|> / <|endoftext|>
+        # typed in a prompt into ordinary tokens, where openai/CLIP's tokenizer
+        # (the reference, and sdw) maps them to 49406 / 49407: not counted.
+        if "<|startoftext|>" in prompts[b] or "<|endoftext|>" in prompts[b]:
+            special += 1
+            print("row %d differs from open_clip (a literal special token, expected): %s" %
+                  (b, json.dumps(prompts[b])))
+            continue
+        bad += 1
+        if bad <= 5:
+            print("token mismatch, row %d: %s" % (b, json.dumps(prompts[b])))
+    print("sdw tokenize vs open_clip: %d of %d prompts identical (%d with literal special "
+          "tokens differ as expected)" % (len(prompts) - bad - special, len(prompts), special))
+    return bad
 
 
 def sdw_check(sdw, out_dir):
@@ -235,9 +263,10 @@ def main():
                 print("vs the committed %s: rel err %.3g" %
                       (name, rel_err(tensors[name + "_f64"], old[name + "_f64"])))
     if args.check:
+        bad = sdw_tokens_check(args.check, prompts, ids, mask)
         worst = sdw_check(args.check, args.out)
-        if worst > 1e-5:
-            sys.exit("sdw exceeds 1e-5 (worst %.3g)" % worst)
+        if bad or worst > 1e-5:
+            sys.exit("sdw differs: %d token mismatches, worst error %.3g" % (bad, worst))
 
 
 if __name__ == "__main__":
