@@ -9,6 +9,7 @@ static const sdw_command commands[] = {
     {"info", "print the version, compiled-in backends, library versions and devices",
      sdw_cmd_info},
     {"run", "run one model component on tensors from a safetensors file", sdw_cmd_run},
+    {"tokenize", "turn prompts into the 77 CLIP token ids of SD 1.x", sdw_cmd_tokenize},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
