@@ -66,11 +66,13 @@ typedef struct sdw_timestep_embedding_params {
  *   p -= (lr / (1-beta1^step)) * m / (sqrt(v) / sqrt(1-beta2^step) + eps)
  * where g = grad * grad_scale (grad_scale carries clipping / averaging). */
 typedef struct sdw_adamw_params {
-  float lr;
-  float beta1;
-  float beta2;
-  float eps;
-  float weight_decay;
+  /* Doubles, as PyTorch holds them (Python floats): the bias corrections
+   * 1 - beta^step and 1 - lr*wd are formed in double and rounded once. */
+  double lr;
+  double beta1;
+  double beta2;
+  double eps;
+  double weight_decay;
   int64_t step; /* 1 for the first update */
   float grad_scale;
 } sdw_adamw_params;
@@ -258,7 +260,7 @@ struct sdw_backend {
                            sdw_tensor *m, sdw_tensor *v, const sdw_adamw_params *params);
   /* ema = lerp(ema, param, 1 - decay), i.e. decay*ema + (1-decay)*param, with
    * PyTorch's lerp rounding (Tensor.lerp_ as the seed's EMA uses it). */
-  sdw_status (*ema_update)(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param, float decay);
+  sdw_status (*ema_update)(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param, double decay);
   /* *out = sum of x^2 over all elements (double accumulation on the CPU);
    * the global L2 norm is sqrt of the sum over all gradient tensors. */
   sdw_status (*sum_squares)(sdw_ctx *ctx, const sdw_tensor *x, double *out);

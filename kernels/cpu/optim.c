@@ -83,7 +83,7 @@ sdw_status sdw_cpu_adamw_step(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor 
   /* Python's scalars (doubles), rounded to f32 where the tensor op takes them. */
   double lr = params->lr, beta1 = params->beta1, beta2 = params->beta2;
   double step = (double)params->step;
-  const float decay = (float)(1.0 - lr * (double)params->weight_decay);
+  const float decay = (float)(1.0 - lr * params->weight_decay);
   const lerp_weight w1 = lerp_weight_make((float)(1.0 - beta1));
   const float w1_coeff = w1.coeff;
   const bool w1_small = w1.small;
@@ -92,7 +92,7 @@ sdw_status sdw_cpu_adamw_step(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor 
   double bias_correction2 = 1.0 - pow(beta2, step);
   const float neg_step_size = (float)(-(lr / bias_correction1));
   const float bc2_sqrt = (float)sqrt(bias_correction2);
-  const float eps = params->eps, gscale = params->grad_scale;
+  const float eps = (float)params->eps, gscale = params->grad_scale;
 
   float *pp = param->data, *mp = m->data, *vp = v->data;
   const float *gp = grad->data;
@@ -123,11 +123,12 @@ sdw_status sdw_cpu_adamw_step(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor 
 
 /* ema.lerp_(param, 1 - decay), the weight formed in double and rounded to f32
  * as PyTorch does with a Python float. */
-sdw_status sdw_cpu_ema_update(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param, float decay) {
+sdw_status sdw_cpu_ema_update(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param,
+                              double decay) {
   opt_check_f32(ema);
   opt_check_f32(param);
   SDW_ASSERT(sdw_tensor_same_shape(ema, param));
-  const lerp_weight w = lerp_weight_make((float)(1.0 - (double)decay));
+  const lerp_weight w = lerp_weight_make((float)(1.0 - decay));
   const float coeff = w.coeff;
   const bool small = w.small;
   float *ep = ema->data;

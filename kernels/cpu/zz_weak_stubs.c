@@ -50,5 +50,5 @@ __attribute__((weak)) sdw_status sdw_cpu_embedding_backward(sdw_ctx *ctx, const 
 __attribute__((weak)) sdw_status sdw_cpu_mse_loss_forward(sdw_ctx *ctx, const sdw_tensor *pred, const sdw_tensor *target, sdw_tensor *loss) { (void)ctx; fprintf(stderr, "op mse_loss_forward missing\n"); abort(); }
 __attribute__((weak)) sdw_status sdw_cpu_mse_loss_backward(sdw_ctx *ctx, const sdw_tensor *pred, const sdw_tensor *target, const sdw_tensor *dloss, sdw_tensor *dpred) { (void)ctx; fprintf(stderr, "op mse_loss_backward missing\n"); abort(); }
 __attribute__((weak)) sdw_status sdw_cpu_adamw_step(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor *grad, sdw_tensor *m, sdw_tensor *v, const sdw_adamw_params *params) { (void)ctx; fprintf(stderr, "op adamw_step missing\n"); abort(); }
-__attribute__((weak)) sdw_status sdw_cpu_ema_update(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param, float decay) { (void)ctx; fprintf(stderr, "op ema_update missing\n"); abort(); }
+__attribute__((weak)) sdw_status sdw_cpu_ema_update(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param, double decay) { (void)ctx; fprintf(stderr, "op ema_update missing\n"); abort(); }
 __attribute__((weak)) sdw_status sdw_cpu_sum_squares(sdw_ctx *ctx, const sdw_tensor *x, double *out) { (void)ctx; fprintf(stderr, "op sum_squares missing\n"); abort(); }
