@@ -36,7 +36,6 @@ classes equal the installed ftfy's.
 """
 
 import argparse
-import codecs
 import html
 import html.entities
 import os
@@ -239,7 +238,7 @@ def check_ftfy():
         spec = fc.UTF8_CLUES[name]
         got = {c for c in range(0x3000) if re.fullmatch("[" + spec + "]", chr(c))}
         assert got == want, (name, sorted(got ^ want))
-    from ftfy import bad_codecs  # noqa: F401  (registers the sloppy codecs)
+    import ftfy.bad_codecs  # noqa: F401  (registers the sloppy codecs)
     for name, base in FTFY_CODECS:
         want = codec_table(name, base)
         got = [ord(c) for c in bytes(range(256)).decode(name)]
@@ -425,7 +424,6 @@ def main():
             strict1252_undefined.append(b)
     inv = []
     for t in codec_tabs:
-        pairs = sorted((cp, b) for b, cp in enumerate(t))
         # charmap_build keeps the last byte for a duplicated character
         d = {}
         for b, cp in enumerate(t):
@@ -478,13 +476,6 @@ def main():
     out_c.append(f"const size_t sdw_uc_comp_count = {len(comp_keys)};")
     out_c.append(c_array("sdw_uc_width_map", "uint32_t", [x for w in width for x in w],
                          fmt="0x{:x}", per_line=15))
-
-    def names_pool(names):
-        pool, offs = [], []
-        for n in names:
-            offs.append(len(pool))
-            pool.append(n)
-        return offs
 
     def emit_entities(prefix, names, values):
         blob = ""
