@@ -427,15 +427,26 @@ int sdw_cmd_tokenize(int argc, char **argv) {
   bool jsonl = false, want_mask = false;
   const char *vocab = NULL;
   sdw_tokenizer_mode mode = SDW_TOKENIZER_HF;
-  int first_prompt = argc;
+  /* Options may come anywhere; after "--" every argument is a prompt. */
+  char **prompts = calloc((size_t)argc + 1, sizeof *prompts);
+  int n_prompts = 0;
+  if (!prompts) {
+    fprintf(stderr, "sdw: tokenize: out of memory\n");
+    return 1;
+  }
+  bool only_prompts = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
-    if (strcmp(a, "--") == 0) {
-      first_prompt = i + 1;
-      break;
+    bool is_option = !only_prompts && ((a[0] == '-' && a[1] == '-') || strcmp(a, "-h") == 0);
+    if (!is_option) {
+      prompts[n_prompts++] = argv[i];
+      continue;
     }
-    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+    if (strcmp(a, "--") == 0) {
+      only_prompts = true;
+    } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       print_help(stdout);
+      free(prompts);
       return 0;
     } else if (strcmp(a, "--jsonl") == 0) {
       jsonl = true;
@@ -444,6 +455,7 @@ int sdw_cmd_tokenize(int argc, char **argv) {
     } else if (strcmp(a, "--tokenizer") == 0 || strcmp(a, "--vocab") == 0) {
       if (i + 1 >= argc) {
         fprintf(stderr, "sdw: tokenize: %s needs a value; 'sdw tokenize --help' lists them\n", a);
+        free(prompts);
         return 2;
       }
       const char *v = argv[++i];
@@ -455,28 +467,30 @@ int sdw_cmd_tokenize(int argc, char **argv) {
         mode = SDW_TOKENIZER_CLIP;
       } else {
         fprintf(stderr, "sdw: tokenize: --tokenizer is 'hf' or 'clip', not '%s'\n", v);
+        free(prompts);
         return 2;
       }
-    } else if (a[0] == '-' && a[1] == '-') {
-      fprintf(stderr, "sdw: tokenize: unknown option '%s'; 'sdw tokenize --help' lists them\n", a);
-      return 2;
     } else {
-      first_prompt = i;
-      break;
+      fprintf(stderr, "sdw: tokenize: unknown option '%s'; 'sdw tokenize --help' lists them\n", a);
+      free(prompts);
+      return 2;
     }
   }
-  if (jsonl && first_prompt < argc) {
+  if (jsonl && n_prompts > 0) {
     fprintf(stderr, "sdw: tokenize: --jsonl reads standard input; give no prompt arguments\n");
+    free(prompts);
     return 2;
   }
-  if (!jsonl && first_prompt >= argc) {
+  if (!jsonl && n_prompts == 0) {
     fprintf(stderr, "sdw: tokenize: no prompt; give one or more, or --jsonl to read standard "
                     "input\n");
+    free(prompts);
     return 2;
   }
   sdw_tokenizer *tok = NULL;
   if (sdw_tokenizer_load(vocab, mode, &tok)) {
     sdw_cli_report_error("tokenize");
+    free(prompts);
     return 1;
   }
   id_text_init();
@@ -491,9 +505,9 @@ int sdw_cmd_tokenize(int argc, char **argv) {
       fprintf(stderr, "sdw: tokenize: out of memory\n");
       rc = 1;
     }
-    for (int i = first_prompt; i < argc && !rc; i++) {
+    for (int i = 0; i < n_prompts && !rc; i++) {
       int32_t ids[SDW_CLIP_CONTEXT], mask[SDW_CLIP_CONTEXT];
-      if (sdw_tokenizer_encode(tok, argv[i], strlen(argv[i]), ids, mask)) {
+      if (sdw_tokenizer_encode(tok, prompts[i], strlen(prompts[i]), ids, mask)) {
         sdw_cli_report_error("tokenize");
         rc = 1;
         break;
@@ -504,6 +518,7 @@ int sdw_cmd_tokenize(int argc, char **argv) {
     free(o.p);
   }
   sdw_tokenizer_free(tok);
+  free(prompts);
   if (fflush(stdout) != 0 && !rc) {
     fprintf(stderr, "sdw: tokenize: cannot write the output\n");
     rc = 1;
