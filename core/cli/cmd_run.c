@@ -10,6 +10,11 @@
 static const sdw_run_component components[] = {
     {"clip-text", "CLIP text encoder: input_ids -> last_hidden_state, pooler_output",
      sdw_run_clip_text_usage, sdw_run_clip_text},
+    {"vae-encode", "VAE encoder: image -> posterior mean, logvar", sdw_run_vae_encode_usage,
+     sdw_run_vae_encode},
+    {"vae-decode", "VAE decoder: latents -> image", sdw_run_vae_decode_usage, sdw_run_vae_decode},
+    {"unet", "UNet forward: sample, timestep, [context] -> out", sdw_run_unet_usage,
+     sdw_run_unet},
 };
 enum { COMPONENT_COUNT = sizeof components / sizeof components[0] };
 

@@ -17,6 +17,16 @@ typedef struct sdw_run_component {
 void sdw_run_clip_text_usage(FILE *out);
 int sdw_run_clip_text(int argc, char **argv);
 
+/* unet (core/cli/run_unet.c). */
+void sdw_run_unet_usage(FILE *out);
+int sdw_run_unet(int argc, char **argv);
+
+/* vae-encode, vae-decode (core/cli/run_vae.c). */
+void sdw_run_vae_encode_usage(FILE *out);
+int sdw_run_vae_encode(int argc, char **argv);
+void sdw_run_vae_decode_usage(FILE *out);
+int sdw_run_vae_decode(int argc, char **argv);
+
 /* Shared option helpers: argv[*i] is "--name VALUE" or "--name=VALUE";
  * on a match *value receives the value (advancing *i past it) and the
  * function returns 1; 0 when argv[*i] is another option; -1 (message
