@@ -191,8 +191,7 @@ static sdw_status finish_plan(sdw_unet *m) {
       break;
     case SDW_UNET_NODE_PUSH:
       if (sp == (int)(sizeof stack / sizeof stack[0]))
-        return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet config: more than %d skip connections",
-                        sp);
+        return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet config: more than %d skip connections", sp);
       stack[sp++] = cur;
       if (sp > maxsp) maxsp = sp;
       break;
@@ -641,9 +640,7 @@ double sdw_unet_forward_flops(const sdw_unet *m, int n, int h, int w, int s, boo
       break;
     }
     case SDW_UNET_NODE_TFM: f += transformer_flops(&m->tfm[nd->index], n, H * W, s); break;
-    case SDW_UNET_NODE_PUSH:
-      stack[sp++] = (int)ch;
-      break;
+    case SDW_UNET_NODE_PUSH: stack[sp++] = (int)ch; break;
     case SDW_UNET_NODE_CAT: ch += stack[--sp]; break;
     }
   }

@@ -109,11 +109,13 @@ sdw_status sdw_unet_config_validate(const sdw_unet_config *c) {
                       l, c->channels[l], c->norm_groups);
     /* generous sanity bounds: a config.json is input, not code */
     if (c->channels[l] > 65536)
-      return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet config: level %d has %d channels (at most "
-                      "65536)", l, c->channels[l]);
+      return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                      "UNet config: level %d has %d channels (at most "
+                      "65536)",
+                      l, c->channels[l]);
     if (c->layers[l] < 1 || c->layers[l] > 16)
-      return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet config: level %d has %d ResBlocks (1..16)",
-                      l, c->layers[l]);
+      return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet config: level %d has %d ResBlocks (1..16)", l,
+                      c->layers[l]);
     if (c->depth_down[l] > 64 || c->depth_up[l] > 64)
       return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet config: level %d transformer depth > 64", l);
     const bool attn = c->attn_down[l] || c->attn_up[l] || (l == c->levels - 1 && c->mid_attention);
