@@ -150,6 +150,8 @@ fuzz: deps $(FUZZ_BINS)
 install: $(SDW)
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
 	install -m 755 $(SDW) $(DESTDIR)$(PREFIX)/bin/sdw
+	install -d $(DESTDIR)$(PREFIX)/share/sdw/clip
+	install -m 644 assets/clip/* $(DESTDIR)$(PREFIX)/share/sdw/clip
 	install -m 644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
 	$(if $(wildcard man/*.5),install -m 644 $(wildcard man/*.5) $(DESTDIR)$(PREFIX)/share/man/man5)
 
