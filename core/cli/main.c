@@ -10,6 +10,7 @@ static const sdw_command commands[] = {
      sdw_cmd_info},
     {"run", "run one model component on tensors from a safetensors file", sdw_cmd_run},
     {"tokenize", "turn prompts into the 77 CLIP token ids of SD 1.x", sdw_cmd_tokenize},
+    {"convert", "seed .pt checkpoints and UNet weights to other layouts", sdw_cmd_convert},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
