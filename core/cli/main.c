@@ -11,6 +11,7 @@ static const sdw_command commands[] = {
     {"run", "run one model component on tensors from a safetensors file", sdw_cmd_run},
     {"tokenize", "turn prompts into the 77 CLIP token ids of SD 1.x", sdw_cmd_tokenize},
     {"convert", "seed .pt checkpoints and UNet weights to other layouts", sdw_cmd_convert},
+    {"pipeline", "prepare data: LAION metadata to latents, stage by stage", sdw_cmd_pipeline},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

@@ -1,0 +1,10 @@
+/* The stage table. Stages are added here as they are written. */
+#include "pipeline/stages.h"
+
+#include <stddef.h>
+
+const sdw_pipeline_stage sdw_pipeline_stages[] = {
+    {"status", "print every stage's state, counts, throughput and failures for a data directory",
+     sdw_pipeline_status_main},
+    {NULL, NULL, NULL},
+};
