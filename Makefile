@@ -49,7 +49,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CFLAGS := -std=c11 -D_GNU_SOURCE -O3 -march=$(ARCH) -g -fopenmp -fPIC $(WARN) $(SAN_FLAGS) -I. \
           -DSDW_VERSION='"$(VERSION)"'
 LDFLAGS := -fopenmp $(SAN_FLAGS)
-LDLIBS := -lopenblas -lcjson -lpng -lz -lm -lpthread -ldl
+LDLIBS := -lopenblas -lcjson -lpng -ljpeg -lwebp -lcurl -lzstd -lz -lm -lpthread -ldl
 
 ifeq ($(CUDA),1)
   CFLAGS += -DSDW_HAVE_CUDA=1 -I$(CUDA_HOME)/include

@@ -10,6 +10,10 @@ packages=(
   libcjson-dev           # JSON (safetensors headers, configs, protocol)
   libpng-dev             # PNG output
   zlib1g-dev             # gzip (CLIP vocabulary) and PNG
+  libjpeg-dev            # JPEG decode/encode (pipeline; libjpeg-turbo on Debian/Ubuntu)
+  libwebp-dev            # WebP decode (pipeline)
+  libcurl4-openssl-dev   # HTTP downloads (pipeline: metadata, download)
+  libzstd-dev            # zstd parquet pages
   libncurses-dev         # the workbench
   libsixel-dev           # sixel previews
   clang                  # libFuzzer targets (make fuzz)
