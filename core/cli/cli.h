@@ -15,6 +15,7 @@ int sdw_cmd_run(int argc, char **argv);
 int sdw_cmd_tokenize(int argc, char **argv);
 int sdw_cmd_convert(int argc, char **argv);
 int sdw_cmd_pipeline(int argc, char **argv);
+int sdw_cmd_sample(int argc, char **argv);
 
 /* Prints "sdw: <message>" for the thread's last error, prefixed by context. */
 void sdw_cli_report_error(const char *context);

@@ -12,6 +12,7 @@ static const sdw_command commands[] = {
     {"tokenize", "turn prompts into the 77 CLIP token ids of SD 1.x", sdw_cmd_tokenize},
     {"convert", "seed .pt checkpoints and UNet weights to other layouts", sdw_cmd_convert},
     {"pipeline", "prepare data: LAION metadata to latents, stage by stage", sdw_cmd_pipeline},
+    {"sample", "make images from prompts: PNGs with AUTOMATIC1111 infotext", sdw_cmd_sample},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 

@@ -1,0 +1,327 @@
+/* Text to image: finding and opening the parts of a model from a path (see
+ * sdw_txt2img_open in txt2img.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/base/log.h"
+#include "core/base/safetensors.h"
+#include "core/diffusion/txt2img.h"
+#include "core/model/seed_checkpoint.h"
+#include "core/model/weights.h"
+
+static const char *const layout_names[] = {"UNet folder", "UNet weights file", "diffusers pipeline",
+                                           "LDM single file", "PyTorch checkpoint"};
+
+const char *sdw_txt2img_layout_name(sdw_txt2img_layout layout) {
+  return (unsigned)layout < 5 ? layout_names[layout] : "unknown";
+}
+
+static bool is_dir(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISDIR(sb.st_mode);
+}
+
+static bool is_file(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+/* dir + "/" + name into buf; false when it does not fit. */
+static bool join(char *buf, size_t size, const char *dir, const char *name) {
+  size_t n = strlen(dir);
+  while (n > 1 && dir[n - 1] == '/')
+    n--;
+  int w = snprintf(buf, size, "%.*s/%s", (int)n, dir, name);
+  return w > 0 && (size_t)w < size;
+}
+
+/* The folder holding path (a file or a folder) into buf. */
+static void parent_dir(const char *path, char *buf, size_t size) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/')
+    n--;
+  while (n > 0 && path[n - 1] != '/')
+    n--;
+  while (n > 1 && path[n - 1] == '/')
+    n--;
+  if (n == 0)
+    snprintf(buf, size, ".");
+  else
+    snprintf(buf, size, "%.*s", (int)n, path);
+}
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcasecmp(s + n - m, suffix) == 0;
+}
+
+/* The last path component without a known extension ("v1-5.safetensors" ->
+ * "v1-5", "models/seed/" -> "seed"). */
+static void model_stem(const char *path, char *buf, size_t size) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/')
+    n--;
+  size_t start = n;
+  while (start > 0 && path[start - 1] != '/')
+    start--;
+  snprintf(buf, size, "%.*s", (int)(n - start), path + start);
+  static const char *const exts[] = {".safetensors", ".ckpt", ".pth", ".pt"};
+  for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+    if (ends_with(buf, exts[i]) && strlen(buf) > strlen(exts[i])) {
+      buf[strlen(buf) - strlen(exts[i])] = '\0';
+      break;
+    }
+}
+
+sdw_status sdw_txt2img_detect_layout(const char *path, sdw_txt2img_layout *out) {
+  char buf[4096];
+  struct stat sb;
+  if (stat(path, &sb) != 0)
+    return sdw_fail(errno == ENOENT ? SDW_ERR_NOT_FOUND : SDW_ERR_IO, "%s: %s — give %s", path,
+                    strerror(errno),
+                    "a model folder (diffusers pipeline, UNet folder) or file (.safetensors, .pt)");
+  if (S_ISDIR(sb.st_mode)) {
+    if ((join(buf, sizeof buf, path, "model_index.json") && is_file(buf)) ||
+        (join(buf, sizeof buf, path, "unet") && is_dir(buf))) {
+      *out = SDW_TXT2IMG_LAYOUT_DIFFUSERS;
+      return SDW_OK;
+    }
+    if (join(buf, sizeof buf, path, "config.json") && is_file(buf)) {
+      *out = SDW_TXT2IMG_LAYOUT_BUNDLE;
+      return SDW_OK;
+    }
+    return sdw_fail(SDW_ERR_NOT_FOUND,
+                    "%s: this folder holds no model (no model_index.json, unet/ or config.json) "
+                    "— give a diffusers pipeline, a UNet folder or a model file",
+                    path);
+  }
+  if (ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".ckpt")) {
+    *out = SDW_TXT2IMG_LAYOUT_TORCH;
+    return SDW_OK;
+  }
+  sdw_safetensors *st = NULL;
+  SDW_TRY(sdw_safetensors_open(path, &st));
+  bool ldm = false;
+  for (size_t i = 0; i < sdw_safetensors_count(st) && !ldm; i++)
+    ldm = strncmp(sdw_safetensors_at(st, i)->name, "model.diffusion_model.", 22) == 0;
+  sdw_safetensors_close(st);
+  *out = ldm ? SDW_TXT2IMG_LAYOUT_LDM : SDW_TXT2IMG_LAYOUT_UNET_FILE;
+  return SDW_OK;
+}
+
+/* Heap-allocated parts while they are being opened. */
+typedef struct open_state {
+  sdw_tokenizer *tok;
+  sdw_clip_text *te;
+  sdw_unet *unet;
+  sdw_vae *vae;
+  bool te_ready, unet_ready, vae_ready;
+  char hash_path[4096];
+} open_state;
+
+static void open_state_free(open_state *s) {
+  if (s->unet_ready) sdw_unet_free(s->unet);
+  if (s->vae_ready) sdw_vae_free(s->vae);
+  if (s->te_ready) sdw_clip_text_free(s->te);
+  free(s->unet);
+  free(s->vae);
+  free(s->te);
+  sdw_tokenizer_free(s->tok);
+}
+
+/* The seed's .pt (core/model/seed_checkpoint.h): the EMA shadow or the raw
+ * weights; the configuration from the config.json beside the file, else
+ * read off the tensors' shapes with the seed's 8 heads. */
+static sdw_status open_unet_torch(sdw_ctx *ctx, const char *model, int ema, open_state *s) {
+  sdw_seed_checkpoint *ck = NULL;
+  SDW_TRY(sdw_seed_checkpoint_open(model, &ck));
+  const sdw_seed_state *state = NULL;
+  sdw_seed_weights which = ema < 0 ? SDW_SEED_WEIGHTS_AUTO
+                           : ema   ? SDW_SEED_WEIGHTS_EMA
+                                   : SDW_SEED_WEIGHTS_MODEL;
+  sdw_status st = sdw_seed_checkpoint_weights(ck, which, &state);
+  char dir[4096], config[4096];
+  parent_dir(model, dir, sizeof dir);
+  sdw_unet_config cfg;
+  if (st == SDW_OK && join(config, sizeof config, dir, "config.json") && is_file(config)) {
+    st = sdw_unet_config_from_json(config, &cfg);
+  } else if (st == SDW_OK) {
+    sdw_seed_shape *shapes = malloc((size_t)(state->count ? state->count : 1) * sizeof *shapes);
+    if (!shapes) st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+    sdw_seed_unet_args args;
+    char json[2048];
+    if (st == SDW_OK) {
+      sdw_seed_state_shapes(state, shapes);
+      st = sdw_seed_infer_unet_args(shapes, state->count, 8, model, &args);
+    }
+    free(shapes);
+    if (st == SDW_OK) {
+      int n = sdw_seed_unet_args_json(&args, json, sizeof json);
+      st = n < 0 ? sdw_fail(SDW_ERR_INTERNAL, "%s: UNet config too long", model)
+                 : sdw_unet_config_parse(json, (size_t)n, model, &cfg);
+    }
+    if (st == SDW_OK)
+      SDW_WARN("%s: no config.json beside it; the UNet's shape is read off the weights, with "
+               "the seed's 8 attention heads",
+               model);
+  }
+  if (st == SDW_OK && (st = sdw_unet_create(s->unet, ctx, &cfg)) == SDW_OK) {
+    s->unet_ready = true;
+    st = sdw_seed_state_load(ck, state, &s->unet->params, false);
+  }
+  sdw_seed_checkpoint_close(ck);
+  return st;
+}
+
+/* Opens the UNet of any layout and records the file to hash. */
+static sdw_status open_unet(sdw_ctx *ctx, const char *model, sdw_txt2img_layout layout, int ema,
+                            open_state *s) {
+  sdw_weights *w = NULL;
+  sdw_status st = SDW_OK;
+  switch (layout) {
+  case SDW_TXT2IMG_LAYOUT_BUNDLE:
+  case SDW_TXT2IMG_LAYOUT_DIFFUSERS: {
+    SDW_TRY(sdw_weights_open(model, "unet", &w));
+    sdw_unet_config cfg;
+    const char *config = sdw_weights_config_path(w);
+    if (!config)
+      st = sdw_fail(SDW_ERR_NOT_FOUND,
+                    "%s: the UNet has no config.json — add the config.json "
+                    "that describes its weights",
+                    model);
+    if (st == SDW_OK) st = sdw_unet_config_from_json(config, &cfg);
+    if (st == SDW_OK && (st = sdw_unet_create(s->unet, ctx, &cfg)) == SDW_OK) {
+      s->unet_ready = true;
+      st = sdw_unet_load_weights(s->unet, w, NULL);
+    }
+    if (st == SDW_OK)
+      snprintf(s->hash_path, sizeof s->hash_path, "%s",
+               sdw_safetensors_name(sdw_weights_file(w, 0)));
+    break;
+  }
+  case SDW_TXT2IMG_LAYOUT_UNET_FILE: {
+    char dir[4096], config[4096];
+    parent_dir(model, dir, sizeof dir);
+    if (!join(config, sizeof config, dir, "config.json") || !is_file(config))
+      return sdw_fail(SDW_ERR_NOT_FOUND,
+                      "%s: no config.json beside these UNet weights — put the UNet's "
+                      "config.json in %s",
+                      model, dir);
+    sdw_unet_config cfg;
+    SDW_TRY(sdw_unet_config_from_json(config, &cfg));
+    SDW_TRY(sdw_weights_open(model, NULL, &w));
+    if ((st = sdw_unet_create(s->unet, ctx, &cfg)) == SDW_OK) {
+      s->unet_ready = true;
+      st = sdw_unet_load_weights(s->unet, w, NULL);
+    }
+    snprintf(s->hash_path, sizeof s->hash_path, "%s", model);
+    break;
+  }
+  case SDW_TXT2IMG_LAYOUT_LDM:
+    return sdw_fail(SDW_ERR_UNSUPPORTED,
+                    "%s: the UNet of LDM single files cannot be read yet (its key mapping is "
+                    "still missing) — use the model as a diffusers pipeline folder",
+                    model);
+  case SDW_TXT2IMG_LAYOUT_TORCH:
+    st = open_unet_torch(ctx, model, ema, s);
+    snprintf(s->hash_path, sizeof s->hash_path, "%s", model);
+    break;
+  }
+  sdw_weights_close(w);
+  return st;
+}
+
+/* Where a part comes from when the user did not say: the model folder's
+ * <component>/ subfolder, the sibling folder when the model is a UNet folder
+ * inside a diffusers pipeline, the pipeline itself, or the single file. */
+static bool find_part(const char *model, sdw_txt2img_layout layout, const char *component,
+                      char *buf, size_t size) {
+  char dir[4096], index[4096];
+  switch (layout) {
+  case SDW_TXT2IMG_LAYOUT_DIFFUSERS: return join(buf, size, model, component) && is_dir(buf);
+  case SDW_TXT2IMG_LAYOUT_LDM: snprintf(buf, size, "%s", model); return true;
+  case SDW_TXT2IMG_LAYOUT_BUNDLE:
+    if (join(buf, size, model, component) && is_dir(buf)) return true;
+    parent_dir(model, dir, sizeof dir);
+    return join(index, sizeof index, dir, "model_index.json") && is_file(index) &&
+           join(buf, size, dir, component) && is_dir(buf);
+  default:
+    parent_dir(model, dir, sizeof dir);
+    return join(buf, size, dir, component) && is_dir(buf);
+  }
+}
+
+static sdw_status open_parts(sdw_ctx *ctx, const sdw_txt2img_source *src, open_state *s,
+                             sdw_txt2img_layout *layout_out) {
+  sdw_txt2img_layout layout;
+  SDW_TRY(sdw_txt2img_detect_layout(src->model, &layout));
+  *layout_out = layout;
+  char te_path[4096], vae_path[4096];
+  const char *te = src->text_encoder, *vae = src->vae;
+  if (!te) {
+    if (!find_part(src->model, layout, "text_encoder", te_path, sizeof te_path))
+      return sdw_fail(SDW_ERR_NOT_FOUND,
+                      "%s comes without a text encoder — give --text-encoder PATH (a CLIP text "
+                      "model: transformers or diffusers text_encoder folder, or an SD 1.x file)",
+                      src->model);
+    te = te_path;
+  }
+  if (!vae) {
+    if (!find_part(src->model, layout, "vae", vae_path, sizeof vae_path))
+      return sdw_fail(SDW_ERR_NOT_FOUND,
+                      "%s comes without a VAE — give --vae PATH (a diffusers vae folder, an "
+                      "AutoencoderKL file or an SD 1.x file)",
+                      src->model);
+    vae = vae_path;
+  }
+  s->unet = calloc(1, sizeof *s->unet);
+  s->te = calloc(1, sizeof *s->te);
+  s->vae = calloc(1, sizeof *s->vae);
+  if (!s->unet || !s->te || !s->vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+  SDW_TRY(sdw_tokenizer_load(src->vocab, src->tokenizer, &s->tok));
+  SDW_TRY(open_unet(ctx, src->model, layout, src->ema, s));
+  sdw_status st = sdw_clip_text_open(s->te, ctx, te, NULL);
+  if (st != SDW_OK) {
+    sdw_error_prefix("text encoder");
+    return st;
+  }
+  s->te_ready = true;
+  st = sdw_vae_open(s->vae, ctx, vae, NULL, SDW_VAE_DECODER);
+  if (st != SDW_OK) {
+    sdw_error_prefix("VAE");
+    return st;
+  }
+  s->vae_ready = true;
+  return SDW_OK;
+}
+
+sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt2img **out) {
+  *out = NULL;
+  SDW_ASSERT(src && src->model);
+  open_state s;
+  memset(&s, 0, sizeof s);
+  sdw_txt2img_layout layout;
+  sdw_status st = open_parts(ctx, src, &s, &layout);
+  sdw_txt2img *p = NULL;
+  if (st == SDW_OK) {
+    sdw_txt2img_parts parts = {s.tok, s.te, s.unet, s.vae};
+    st = sdw_txt2img_create(ctx, &parts, &p);
+  }
+  if (st != SDW_OK) {
+    open_state_free(&s);
+    return st;
+  }
+  sdw_txt2img_own_parts(p, true, true, true, true);
+  char name[256];
+  model_stem(src->model, name, sizeof name);
+  st = sdw_txt2img_set_identity(p, name, src->model_hash && s.hash_path[0] ? s.hash_path : NULL);
+  if (st != SDW_OK) {
+    sdw_txt2img_free(p);
+    return st;
+  }
+  *out = p;
+  return SDW_OK;
+}
