@@ -2,9 +2,16 @@
  * limits checked before any pixel is allocated, resize in img2dataset's modes,
  * encode JPEG. Pixels are 8-bit RGB, rows packed (stride = 3 * width).
  *
+ * Reference behaviour is img2dataset 1.47's Resizer: cv2.imdecode with
+ * IMREAD_UNCHANGED (no EXIF rotation), alpha matted on white, albumentations'
+ * SmallestMaxSize / LongestMaxSize / CenterCrop / PadIfNeeded around
+ * cv2.resize (INTER_AREA to shrink, INTER_LANCZOS4 to enlarge), then
+ * cv2.imencode(".jpg", quality). tests/test_image_resize.c compares against
+ * outputs of that very code (tools/gen_resize_fixtures.py).
+ *
  * Implemented in pipeline/image_codec.c (libjpeg-turbo, libpng, libwebp) and
  * pipeline/image_resize.c. Every failure on untrusted bytes is SDW_ERR_FORMAT
- * with one sentence; never a crash. */
+ * with one sentence; never a crash. All functions are thread-safe. */
 #ifndef SDW_PIPELINE_IMAGE_H
 #define SDW_PIPELINE_IMAGE_H
 
@@ -30,53 +37,84 @@ typedef enum sdw_image_format {
 } sdw_image_format;
 
 typedef struct sdw_image_limits {
-  int64_t max_pixels;    /* refuse larger images before decoding (default 178,956,970 = PIL's) */
-  int max_side;          /* refuse a side longer than this (default 65,535) */
+  int64_t max_pixels; /* refuse larger images before decoding (0: 178,956,970 = PIL's) */
+  int max_side;       /* refuse a side longer than this (0: 65,535) */
 } sdw_image_limits;
 
-/* Sniffs the format from the first bytes. */
+/* Sniffs the format from the first bytes (SDW_IMAGE_UNKNOWN for anything
+ * else, GIF/BMP/TIFF included). */
 sdw_image_format sdw_image_sniff(const void *data, size_t size);
-const char *sdw_image_format_name(sdw_image_format format); /* "jpeg", "png", "webp" */
+const char *sdw_image_format_name(sdw_image_format format); /* "jpeg", "png", "webp", "unknown" */
 
-/* Decodes to RGB (alpha composited on white; grayscale/CMYK/16-bit/palette
- * converted). limits may be NULL for the defaults. *out owned by the caller.
+/* Decodes to RGB. limits may be NULL for the defaults. *out owned by the
+ * caller; format (may be NULL) receives the sniffed format even on failure.
+ *  - JPEG: libjpeg-turbo with its defaults (islow IDCT, fancy upsampling),
+ *    as OpenCV decodes; grayscale replicated to RGB; CMYK/YCCK converted with
+ *    OpenCV's formula (Adobe inverted CMYK). A JPEG whose data ends early is
+ *    refused ("truncated JPEG"), unlike OpenCV which returns the gray-filled
+ *    rest. More than 1000 progressive scans are refused (a CPU bomb).
+ *  - PNG: palette, gray, gray+alpha, 16-bit (scaled to 8 bits with rounding;
+ *    OpenCV would saturate 16-bit values), tRNS; gAMA/iCCP ignored as OpenCV
+ *    does; interlaced; APNG gives the default image.
+ *  - WebP: lossy/lossless, with or without alpha; animated files are refused.
+ *  Alpha is matted on white exactly as img2dataset does:
+ *  rint(a/255*c + 255 - a) in double.
+ * EXIF orientation is not applied (IMREAD_UNCHANGED ignores it).
  * SDW_ERR_FORMAT "not an image" / "truncated JPEG" / "image of WxH exceeds
- * the pixel limit" ... Also returns the original size and format. */
+ * the pixel limit" ...; SDW_ERR_OUT_OF_MEMORY when allocation fails. */
 sdw_status sdw_image_decode(const void *data, size_t size, const sdw_image_limits *limits,
                             sdw_image *out, sdw_image_format *format);
-void sdw_image_free(sdw_image *image);
+/* Reads only the header: format and size, with no pixel decoding. */
+sdw_status sdw_image_probe(const void *data, size_t size, sdw_image_format *format, int *width,
+                           int *height);
+/* Allocates width x height (uninitialised). SDW_ERR_OUT_OF_MEMORY. */
+sdw_status sdw_image_alloc(int width, int height, sdw_image *out);
+void sdw_image_free(sdw_image *image); /* frees pixels; NULL pixels is fine */
 
 /* img2dataset's resize modes. */
 typedef enum sdw_resize_mode {
-  SDW_RESIZE_NO = 0,      /* keep as is */
-  SDW_RESIZE_BORDER,      /* keep ratio, fit inside size x size, pad with white */
-  SDW_RESIZE_KEEP_RATIO,  /* keep ratio, smaller side = size */
-  SDW_RESIZE_CENTER_CROP, /* smaller side = size, then center crop size x size */
+  SDW_RESIZE_NO = 0,             /* keep as is */
+  SDW_RESIZE_BORDER,             /* keep ratio, longer side = size, pad to size x size with white */
+  SDW_RESIZE_KEEP_RATIO,         /* keep ratio, smaller side = size */
+  SDW_RESIZE_CENTER_CROP,        /* smaller side = size, then center crop size x size */
+  SDW_RESIZE_KEEP_RATIO_LARGEST, /* keep ratio, longer side = size */
 } sdw_resize_mode;
 
 typedef struct sdw_resize_options {
   sdw_resize_mode mode;
-  int size;                 /* image_size */
-  int resize_only_if_bigger; /* img2dataset's flag */
-  /* Filters as img2dataset uses them through OpenCV: INTER_AREA when
-   * shrinking, INTER_LANCZOS4 when enlarging (or cubic when set). */
+  int size;                  /* image_size */
+  int resize_only_if_bigger; /* img2dataset's flag: leave smaller images untouched */
+  /* INTER_AREA when shrinking, INTER_LANCZOS4 when enlarging (img2dataset's
+   * defaults), or INTER_CUBIC when this is set. */
   int upscale_cubic;
 } sdw_resize_options;
 
-/* Resizes in; out owned by the caller. */
-sdw_status sdw_image_resize(const sdw_image *in, const sdw_resize_options *options,
-                            sdw_image *out);
-/* Area (box) and cubic/Lanczos resampling to an exact size, the primitives. */
+/* Resizes in as img2dataset's Resizer does: the scaled side is
+ * max(1, round(side * size / min_or_max_side)) with Python's round (half to
+ * even); the crop offset is (side - size) / 2 rounded down; border padding
+ * puts (size - side) / 2 rounded down before. "Shrinking" is judged on the
+ * smaller side (keep_ratio, center_crop) or the larger (border,
+ * keep_ratio_largest). With resize_only_if_bigger and nothing to shrink, or
+ * with SDW_RESIZE_NO, out is a copy of in. out owned by the caller.
+ * SDW_ERR_INVALID_ARGUMENT for size < 1. */
+sdw_status sdw_image_resize(const sdw_image *in, const sdw_resize_options *options, sdw_image *out);
+/* The primitives, to an exact size, as cv2.resize with 8-bit images does
+ * (fixed point with 11-bit coefficients for cubic/Lanczos4/linear, float
+ * area weights): INTER_AREA, INTER_CUBIC (a = -0.75), INTER_LANCZOS4. Sample
+ * positions are pixel centres: src = (dst + 0.5) * in/out - 0.5; borders
+ * replicate. Area enlarging is OpenCV's bilinear variant of INTER_AREA. */
 sdw_status sdw_image_resize_area(const sdw_image *in, int width, int height, sdw_image *out);
 sdw_status sdw_image_resize_cubic(const sdw_image *in, int width, int height, sdw_image *out);
 sdw_status sdw_image_resize_lanczos(const sdw_image *in, int width, int height, sdw_image *out);
-/* Center crop to width x height (must fit). */
+/* Center crop to width x height (must fit: SDW_ERR_INVALID_ARGUMENT), offsets
+ * (in - out) / 2 rounded down as albumentations' CenterCrop. */
 sdw_status sdw_image_center_crop(const sdw_image *in, int width, int height, sdw_image *out);
 
-/* Encodes JPEG (quality 1..100, 4:2:0 as PIL's default for q < 90... see the
- * implementation note) into a malloc'd buffer owned by the caller. */
-sdw_status sdw_image_encode_jpeg(const sdw_image *image, int quality, uint8_t **data,
-                                 size_t *size);
+/* Encodes baseline JPEG as cv2.imencode(".jpg", img, [IMWRITE_JPEG_QUALITY,
+ * q]) does: libjpeg's standard tables scaled by quality (1..100), 4:2:0
+ * chroma subsampling, no Huffman optimisation, not progressive, islow DCT,
+ * a JFIF header. *data malloc'd, owned by the caller (free()). */
+sdw_status sdw_image_encode_jpeg(const sdw_image *image, int quality, uint8_t **data, size_t *size);
 
 #ifdef __cplusplus
 }
