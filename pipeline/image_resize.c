@@ -176,7 +176,8 @@ static sdw_status resize_generic(const sdw_image *in, int dw, int dh, generic_me
   int *yofs = malloc(sizeof(int) * (size_t)dh);
   int16_t *xcoef = malloc(sizeof(int16_t) * (size_t)dw * ksize);
   int16_t *ycoef = malloc(sizeof(int16_t) * (size_t)dh * ksize);
-  int32_t *rows = malloc(sizeof(int32_t) * row_len * ksize);
+  int32_t *rows = malloc(sizeof(int32_t) * row_len * (ksize + 1));
+  int32_t *acc = rows ? rows + row_len * ksize : NULL;
   int row_id[8];
   sdw_status st = SDW_OK;
   if (!xofs || !yofs || !xcoef || !ycoef || !rows) {
@@ -212,12 +213,20 @@ static sdw_status resize_generic(const sdw_image *in, int dw, int dh, generic_me
     }
     const int16_t *b = ycoef + (size_t)dy * ksize;
     uint8_t *d = out->pixels + (size_t)dy * row_len;
-    for (size_t x = 0; x < row_len; x++) {
-      int32_t acc = 0;
-      for (int k = 0; k < ksize; k++)
-        acc += r[k][x] * b[k];
-      d[x] = sat_u8((acc + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS));
+    /* tap-major so the compiler vectorises along x; int sums are exact in
+     * any order */
+    const int32_t *r0 = r[0];
+    int32_t b0 = b[0];
+    for (size_t x = 0; x < row_len; x++)
+      acc[x] = r0[x] * b0;
+    for (int k = 1; k < ksize; k++) {
+      const int32_t *rk = r[k];
+      int32_t bk = b[k];
+      for (size_t x = 0; x < row_len; x++)
+        acc[x] += rk[x] * bk;
     }
+    for (size_t x = 0; x < row_len; x++)
+      d[x] = sat_u8((acc[x] + (1 << (2 * COEF_BITS - 1))) >> (2 * COEF_BITS));
   }
 done:
   free(xofs);
@@ -292,14 +301,22 @@ static sdw_status resize_area_fractional(const sdw_image *in, int dw, int dh, do
     int dy = ytab[j].di, sy = ytab[j].si;
     if (sy != cached_sy) { /* the same source row recomputes identically */
       const uint8_t *S = in->pixels + (size_t)sy * sw * CN;
-      memset(hrow, 0, sizeof(float) * row_len);
-      for (int k = 0; k < nx; k++) {
-        const uint8_t *p = S + (size_t)xtab[k].si * CN;
-        float *h = hrow + (size_t)xtab[k].di * CN;
-        float a = xtab[k].alpha;
-        h[0] += p[0] * a;
-        h[1] += p[1] * a;
-        h[2] += p[2] * a;
+      /* OpenCV adds the weighted samples of one output pixel into a zeroed
+       * buffer in table order; summing them in that order in registers is
+       * the same float arithmetic */
+      for (int k = 0; k < nx;) {
+        int di = xtab[k].di;
+        float a0 = 0.f, a1 = 0.f, a2 = 0.f;
+        for (; k < nx && xtab[k].di == di; k++) {
+          const uint8_t *p = S + (size_t)xtab[k].si * CN;
+          float a = xtab[k].alpha;
+          a0 += (float)p[0] * a;
+          a1 += (float)p[1] * a;
+          a2 += (float)p[2] * a;
+        }
+        hrow[di * CN + 0] = a0;
+        hrow[di * CN + 1] = a1;
+        hrow[di * CN + 2] = a2;
       }
       cached_sy = sy;
     }
