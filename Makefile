@@ -136,11 +136,12 @@ check: test
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_LIB_SRCS := $(sort $(wildcard core/base/*.c))
+FUZZ_LIB_SRCS := $(sort $(wildcard core/base/*.c)) pipeline/tar.c pipeline/image_codec.c \
+                 pipeline/image_resize.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined \
-	  -DSDW_VERSION='"$(VERSION)"' $^ -o $@ -lcjson -lpng -lz -lm
+	  -DSDW_VERSION='"$(VERSION)"' $^ -o $@ -lcjson -lpng -ljpeg -lwebp -lz -lm
 fuzz: deps $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do name=$${f##*/}; mkdir -p build/fuzz/corpus-$$name; \
 	  echo "fuzz: $$name for $(FUZZ_SECONDS)s"; \
