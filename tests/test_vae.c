@@ -474,7 +474,7 @@ SDW_TEST(vae_layouts_load_identically) {
   }
   /* A diffusers pipeline folder: pipe/vae/{config.json,
    * diffusion_pytorch_model.safetensors}, the config found there. */
-  char pipe[512], cfg_src[512], cfg_dst[512];
+  char pipe[256], cfg_src[512], cfg_dst[512]; /* pipe + suffix must fit path */
   tmp_path(pipe, sizeof pipe, "pipe");
   mkdir(pipe, 0777);
   snprintf(path, sizeof path, "%s/vae", pipe);
