@@ -96,7 +96,8 @@ int main(int argc, char **argv) {
   free(g.a), free(g.b), free(g.c);
   printf("baseline: OpenBLAS sgemm %dx%dx%d = %.1f GFLOP/s on %d threads (%s)\n", g.n, g.n, g.n,
          sgemm_ceiling_gflops, omp_get_max_threads(), openblas_get_config());
-  printf("%-16s %-34s %-9s %12s %16s %s\n", "op", "shape", "direction", "time", "rate", "vs ceiling");
+  printf("%-16s %-34s %-9s %12s %16s %s\n", "op", "shape", "direction", "time", "rate",
+         "vs ceiling");
 
   sdw_ctx *ctx = NULL;
   if (sdw_ctx_create(sdw_backend_cpu(), 0, &ctx) != SDW_OK) {

@@ -118,8 +118,8 @@ struct sdw_backend {
   sdw_status (*conv_transpose2d_forward)(sdw_ctx *ctx, const sdw_tensor *x, const sdw_tensor *w,
                                          const sdw_tensor *b, int stride, int pad, sdw_tensor *y);
   sdw_status (*conv_transpose2d_backward)(sdw_ctx *ctx, const sdw_tensor *x, const sdw_tensor *w,
-                                          const sdw_tensor *dy, int stride, int pad,
-                                          sdw_tensor *dx, sdw_tensor *dw, sdw_tensor *db);
+                                          const sdw_tensor *dy, int stride, int pad, sdw_tensor *dx,
+                                          sdw_tensor *dw, sdw_tensor *db);
   /* Nearest-neighbour x2: x[N,C,H,W] -> y[N,C,2H,2W]; backward sums each 2x2 block. */
   sdw_status (*upsample_nearest2x_forward)(sdw_ctx *ctx, const sdw_tensor *x, sdw_tensor *y);
   sdw_status (*upsample_nearest2x_backward)(sdw_ctx *ctx, const sdw_tensor *dy, sdw_tensor *dx);
@@ -256,8 +256,8 @@ struct sdw_backend {
 
   /* --- optimizer -------------------------------------------------------- */
   /* One AdamW update of param[n] from grad[n] with moments m[n], v[n]. */
-  sdw_status (*adamw_step)(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor *grad,
-                           sdw_tensor *m, sdw_tensor *v, const sdw_adamw_params *params);
+  sdw_status (*adamw_step)(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor *grad, sdw_tensor *m,
+                           sdw_tensor *v, const sdw_adamw_params *params);
   /* ema = lerp(ema, param, 1 - decay), i.e. decay*ema + (1-decay)*param, with
    * PyTorch's lerp rounding (Tensor.lerp_ as the seed's EMA uses it). */
   sdw_status (*ema_update)(sdw_ctx *ctx, sdw_tensor *ema, const sdw_tensor *param, double decay);

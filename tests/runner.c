@@ -70,7 +70,9 @@ const char *sdw_test_tmpdir(void) {
 }
 
 /* --- rng: splitmix64 -------------------------------------------------------- */
-sdw_test_rng sdw_test_rng_make(uint64_t seed) { return (sdw_test_rng){seed * 0x9E3779B97F4A7C15ull + 1}; }
+sdw_test_rng sdw_test_rng_make(uint64_t seed) {
+  return (sdw_test_rng){seed * 0x9E3779B97F4A7C15ull + 1};
+}
 uint64_t sdw_test_rng_u64(sdw_test_rng *r) {
   uint64_t z = (r->state += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -87,10 +89,12 @@ int sdw_test_rng_int(sdw_test_rng *r, int lo, int hi) {
   return lo + (int)(sdw_test_rng_u64(r) % (uint64_t)(hi - lo + 1));
 }
 void sdw_test_fill_uniform(sdw_test_rng *r, float *x, size_t n, float lo, float hi) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)(lo + (hi - lo) * sdw_test_rng_uniform(r));
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(lo + (hi - lo) * sdw_test_rng_uniform(r));
 }
 void sdw_test_fill_normal(sdw_test_rng *r, float *x, size_t n, float scale) {
-  for (size_t i = 0; i < n; i++) x[i] = (float)(scale * sdw_test_rng_normal(r));
+  for (size_t i = 0; i < n; i++)
+    x[i] = (float)(scale * sdw_test_rng_normal(r));
 }
 
 /* --- guarded buffers: [header 64 B][payload][sentinel 256 B] ------------------ */

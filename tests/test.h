@@ -65,9 +65,9 @@ typedef struct sdw_test_rng {
 } sdw_test_rng;
 sdw_test_rng sdw_test_rng_make(uint64_t seed);
 uint64_t sdw_test_rng_u64(sdw_test_rng *r);
-double sdw_test_rng_uniform(sdw_test_rng *r);            /* [0,1) */
-double sdw_test_rng_normal(sdw_test_rng *r);             /* N(0,1) */
-int sdw_test_rng_int(sdw_test_rng *r, int lo, int hi);   /* [lo,hi] */
+double sdw_test_rng_uniform(sdw_test_rng *r);          /* [0,1) */
+double sdw_test_rng_normal(sdw_test_rng *r);           /* N(0,1) */
+int sdw_test_rng_int(sdw_test_rng *r, int lo, int hi); /* [lo,hi] */
 void sdw_test_fill_uniform(sdw_test_rng *r, float *x, size_t n, float lo, float hi);
 void sdw_test_fill_normal(sdw_test_rng *r, float *x, size_t n, float scale);
 

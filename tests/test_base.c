@@ -18,7 +18,8 @@ SDW_TEST(status_messages_and_prefix) {
         0);
   CHECK(strcmp(sdw_status_name(SDW_OK), "ok") == 0);
   CHECK(strcmp(sdw_status_name((sdw_status)999), "unknown status") == 0);
-  for (int s = 0; s < SDW_STATUS_COUNT; s++) CHECK(sdw_status_name((sdw_status)s)[0] != '\0');
+  for (int s = 0; s < SDW_STATUS_COUNT; s++)
+    CHECK(sdw_status_name((sdw_status)s)[0] != '\0');
   sdw_clear_error();
   CHECK(sdw_last_error()[0] == '\0');
 }

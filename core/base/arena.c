@@ -1,8 +1,8 @@
 #include "core/base/arena.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,8 +23,8 @@ sdw_status sdw_arena_create(sdw_arena **out, const char *name, size_t capacity) 
   capacity = (capacity + 4095) & ~(size_t)4095;
   if (capacity == 0) capacity = 4096;
   /* Reserve address space only; pages are committed on first touch. */
-  void *p = mmap(NULL, capacity, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                 -1, 0);
+  void *p = mmap(NULL, capacity, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) {
     free(a);
     return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "arena %s: cannot reserve %zu MiB of address space (%s)",

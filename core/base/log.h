@@ -23,8 +23,8 @@ void sdw_log_set_file(FILE *file);
 void sdw_log(sdw_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define SDW_DEBUG(...) sdw_log(SDW_LOG_DEBUG, __VA_ARGS__)
-#define SDW_INFO(...) sdw_log(SDW_LOG_INFO, __VA_ARGS__)
-#define SDW_WARN(...) sdw_log(SDW_LOG_WARN, __VA_ARGS__)
+#define SDW_INFO(...)  sdw_log(SDW_LOG_INFO, __VA_ARGS__)
+#define SDW_WARN(...)  sdw_log(SDW_LOG_WARN, __VA_ARGS__)
 #define SDW_ERROR(...) sdw_log(SDW_LOG_ERROR, __VA_ARGS__)
 
 #ifdef __cplusplus

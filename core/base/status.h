@@ -68,8 +68,8 @@ const char *sdw_status_name(sdw_status code);
 #define SDW_NORETURN _Noreturn
 #endif
 SDW_NORETURN void sdw_assert_fail(const char *expr, const char *file, int line);
-SDW_NORETURN void sdw_assert_failf(const char *expr, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+SDW_NORETURN void sdw_assert_failf(const char *expr, const char *file, int line, const char *fmt,
+                                   ...) __attribute__((format(printf, 4, 5)));
 
 #ifdef __cplusplus
 }

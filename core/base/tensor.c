@@ -8,11 +8,11 @@ static const struct {
   const char *name;
   size_t size;
 } dtype_info[SDW_DTYPE_COUNT] = {
-    [SDW_F32] = {"F32", 4},    [SDW_F16] = {"F16", 2},         [SDW_BF16] = {"BF16", 2},
-    [SDW_F64] = {"F64", 8},    [SDW_I64] = {"I64", 8},         [SDW_I32] = {"I32", 4},
-    [SDW_I16] = {"I16", 2},    [SDW_I8] = {"I8", 1},           [SDW_U8] = {"U8", 1},
-    [SDW_U16] = {"U16", 2},    [SDW_U32] = {"U32", 4},         [SDW_U64] = {"U64", 8},
-    [SDW_BOOL] = {"BOOL", 1},  [SDW_F8_E4M3] = {"F8_E4M3", 1}, [SDW_F8_E5M2] = {"F8_E5M2", 1},
+    [SDW_F32] = {"F32", 4},   [SDW_F16] = {"F16", 2},         [SDW_BF16] = {"BF16", 2},
+    [SDW_F64] = {"F64", 8},   [SDW_I64] = {"I64", 8},         [SDW_I32] = {"I32", 4},
+    [SDW_I16] = {"I16", 2},   [SDW_I8] = {"I8", 1},           [SDW_U8] = {"U8", 1},
+    [SDW_U16] = {"U16", 2},   [SDW_U32] = {"U32", 4},         [SDW_U64] = {"U64", 8},
+    [SDW_BOOL] = {"BOOL", 1}, [SDW_F8_E4M3] = {"F8_E4M3", 1}, [SDW_F8_E5M2] = {"F8_E5M2", 1},
 };
 
 size_t sdw_dtype_size(sdw_dtype dtype) {
@@ -38,7 +38,8 @@ bool sdw_dtype_from_name(const char *name, sdw_dtype *out) {
 sdw_tensor sdw_tensor_make(void *data, sdw_dtype dtype, int ndim, const int64_t *shape) {
   SDW_ASSERT(ndim >= 0 && ndim <= SDW_MAX_DIMS);
   sdw_tensor t = {.data = data, .dtype = dtype, .device = {SDW_DEVICE_CPU, 0}, .ndim = ndim};
-  for (int i = 0; i < ndim; i++) t.shape[i] = shape[i];
+  for (int i = 0; i < ndim; i++)
+    t.shape[i] = shape[i];
   return t;
 }
 
@@ -58,7 +59,8 @@ sdw_tensor sdw_tensor_4d(void *data, sdw_dtype dtype, int64_t d0, int64_t d1, in
 
 int64_t sdw_tensor_span(const sdw_tensor *t, int from, int to) {
   int64_t n = 1;
-  for (int i = from; i < to; i++) n *= t->shape[i];
+  for (int i = from; i < to; i++)
+    n *= t->shape[i];
   return n;
 }
 
@@ -79,7 +81,8 @@ const char *sdw_shape_str(const sdw_tensor *t, char *buf, size_t size) {
   size_t used = 0;
   used += (size_t)snprintf(buf, size, "[");
   for (int i = 0; i < t->ndim && used < size; i++)
-    used += (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)t->shape[i]);
+    used +=
+        (size_t)snprintf(buf + used, size - used, i ? ", %lld" : "%lld", (long long)t->shape[i]);
   if (used < size) snprintf(buf + used, size - used, "]");
   return buf;
 }
@@ -191,6 +194,7 @@ sdw_status sdw_tensor_convert(const sdw_tensor *src, sdw_tensor *dst) {
   }
   /* Integers of 64 bits lose nothing through double up to 2^53, which covers
    * every id, mask and timestep sdw handles. */
-  for (int64_t i = 0; i < n; i++) tensor_set(dst, i, sdw_tensor_get(src, i));
+  for (int64_t i = 0; i < n; i++)
+    tensor_set(dst, i, sdw_tensor_get(src, i));
   return SDW_OK;
 }

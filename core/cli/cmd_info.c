@@ -66,7 +66,8 @@ int sdw_cmd_info(int argc, char **argv) {
   printf("backends:     cpu%s\n", sdw_backend_cuda() ? " cuda" : "");
 #ifdef SDW_HAVE_CUDA
   if (!sdw_backend_cuda())
-    printf("              (CUDA libraries linked for device queries; the CUDA op backend is not built yet)\n");
+    printf("              (CUDA libraries linked for device queries; the CUDA op backend is not "
+           "built yet)\n");
 #endif
   printf("cpu:\n");
   printf("  model:      %s\n", model);

@@ -58,7 +58,8 @@ sdw_status sdw_params_allocate(sdw_params *p) {
   sdw_tensor all = sdw_tensor_1d(p->flat, SDW_F32, (int64_t)p->total);
   all.device = (sdw_device){p->ctx->ops->device, 0};
   SDW_TRY(p->ctx->ops->fill(p->ctx, &all, 0.0f));
-  for (int i = 0; i < p->count; i++) p->items[i].value.data = p->flat + p->items[i].offset;
+  for (int i = 0; i < p->count; i++)
+    p->items[i].value.data = p->flat + p->items[i].offset;
   p->binding = true;
   p->bind_next = 0;
   return SDW_OK;

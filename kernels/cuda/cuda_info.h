@@ -20,12 +20,12 @@ typedef struct sdw_cuda_device_info {
 } sdw_cuda_device_info;
 
 typedef struct sdw_cuda_info {
-  int runtime_version; /* cudaRuntimeGetVersion, e.g. 13000 */
-  int driver_version;  /* 0 when no driver is installed */
-  int cublas_version;  /* cublasGetProperty major*10000+minor*100+patch */
-  size_t cudnn_version; /* cudnnGetVersion */
-  int nccl_version;    /* ncclGetVersion */
-  int device_count;    /* 0 when none */
+  int runtime_version;    /* cudaRuntimeGetVersion, e.g. 13000 */
+  int driver_version;     /* 0 when no driver is installed */
+  int cublas_version;     /* cublasGetProperty major*10000+minor*100+patch */
+  size_t cudnn_version;   /* cudnnGetVersion */
+  int nccl_version;       /* ncclGetVersion */
+  int device_count;       /* 0 when none */
   char device_error[256]; /* why there are none ("no CUDA driver", ...), or "" */
   sdw_cuda_device_info devices[SDW_CUDA_MAX_DEVICES];
 } sdw_cuda_info;
