@@ -132,6 +132,11 @@ SDW_TEST(vae_preset_matches_diffusers) {
    * decode of a 64x64 latent 2,514,518,933,504; encode of 512x512
    * 1,116,658,466,816. */
   CHECK(sdw_vae_decode_flops(&cfg, 1, 64, 64) == 2514518933504.0);
+  /* executed: each upsampler's 3x3 conv over the 2x input (9 taps x 4
+   * output pixels per input pixel) runs as four 2x2 phase convs (16) */
+  const double up3x3 =
+      2.0 * 9 * (512.0 * 512 * 128 * 128 + 512.0 * 512 * 256 * 256 + 256.0 * 256 * 512 * 512);
+  CHECK(sdw_vae_decode_flops_executed(&cfg, 1, 64, 64) == 2514518933504.0 - up3x3 * 5 / 9);
   CHECK(sdw_vae_encode_flops(&cfg, 1, 512, 512) == 1116658466816.0);
   CHECK(sdw_vae_downscale(&cfg) == 8);
   CHECK(sdw_vae_preset("sdxl", &cfg) == SDW_ERR_NOT_FOUND);
@@ -210,6 +215,13 @@ SDW_TEST(vae_golden_encode_decode) {
     CHECK_REL(rel_vs_golden(io, "decoded_f64", &dec), 1e-5, "decoded");
     CHECK_OK(sdw_vae_decode(&m, arena, &mean, &dec));
     CHECK_REL(rel_vs_golden(io, "decoded_from_mean_f64", &dec), 1e-5, "decoded from mean");
+    /* diffusers' literal upsampler (nearest x2, 3x3 conv) as well */
+    CHECK(m.upsample_phases);
+    m.upsample_phases = false;
+    CHECK_OK(sdw_vae_decode(&m, arena, &latents, &dec));
+    CHECK_REL(rel_vs_golden(io, "decoded_f64", &dec), 1e-5, "decoded (nearest + conv)");
+    m.upsample_phases = true;
+    CHECK_OK(sdw_vae_decode(&m, arena, &mean, &dec));
     /* decoding the wrong latents is far off: the comparison discriminates */
     CHECK(rel_vs_golden(io, "decoded_f64", &dec) > 1e-2);
     /* arena accounting for the decode of that size */

@@ -349,6 +349,7 @@ static sdw_status vae_setup(sdw_vae *m, sdw_ctx *ctx, const sdw_vae_config *cfg,
   m->cfg = *cfg;
   m->ctx = ctx;
   m->parts = parts;
+  m->upsample_phases = true;
   m->resnet_count = cfg->levels * (2 * cfg->layers_per_block + 1) + 4;
   m->resnets = calloc((size_t)m->resnet_count, sizeof *m->resnets);
   if (!m->resnets) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for the VAE");
@@ -405,7 +406,8 @@ typedef struct vae_run {
   float *slot[SLOTS];        /* backend memory (NULL in a dry run) */
   size_t extra_used;         /* dry: arena bytes above the slots, now */
   size_t extra_peak;         /* dry: and at most */
-  double flops;              /* dry and real */
+  double flops;              /* diffusers' count (dry and real) */
+  double flops_executed;     /* what runs here (phase upsampling does less) */
 } vae_run;
 
 static size_t round_align(size_t bytes) {
@@ -422,6 +424,19 @@ static sdw_tensor make_view(const vae_run *r, void *data, int ndim, const int64_
 static sdw_tensor slot_view(vae_run *r, int i, int ndim, const int64_t *shape) {
   sdw_tensor t = make_view(r, r->slot[i], ndim, shape);
   int64_t n = sdw_tensor_numel(&t);
+  if (r->dry) {
+    if (n > r->slot_elems[i]) r->slot_elems[i] = n;
+  } else {
+    SDW_ASSERT_MSG(n <= r->slot_elems[i], "VAE slot plan too small (%lld > %lld)", (long long)n,
+                   (long long)r->slot_elems[i]);
+  }
+  return t;
+}
+
+/* A view of slot i at an element offset. */
+static sdw_tensor slot_view_at(vae_run *r, int i, int64_t offset, int ndim, const int64_t *shape) {
+  sdw_tensor t = make_view(r, r->slot[i] ? r->slot[i] + offset : NULL, ndim, shape);
+  int64_t n = offset + sdw_tensor_numel(&t);
   if (r->dry) {
     if (n > r->slot_elems[i]) r->slot_elems[i] = n;
   } else {
@@ -471,16 +486,27 @@ static sdw_status run_alloc(vae_run *r, sdw_tensor *out, int ndim, const int64_t
     if (!(r)->dry) SDW_TRY(call);                                                                  \
   } while (0)
 
-static sdw_status run_conv(vae_run *r, const sdw_tensor *x, const sdw_tensor *w,
-                           const sdw_tensor *b, int stride, int pad, sdw_tensor *y) {
-  r->flops += 2.0 * (double)sdw_tensor_numel(y) * (double)sdw_tensor_span(w, 1, 4);
+/* A convolution; counts its FLOPs as executed (and, unless reference is
+ * false, in diffusers' count too). */
+static sdw_status run_conv_counted(vae_run *r, const sdw_tensor *x, const sdw_tensor *w,
+                                   const sdw_tensor *b, int stride, int pad, sdw_tensor *y,
+                                   bool reference) {
+  const double f = 2.0 * (double)sdw_tensor_numel(y) * (double)sdw_tensor_span(w, 1, 4);
+  r->flops_executed += f;
+  if (reference) r->flops += f;
   RUN(r, r->ctx->ops->conv2d_forward(r->ctx, x, w, b, stride, pad, y));
   return SDW_OK;
+}
+
+static sdw_status run_conv(vae_run *r, const sdw_tensor *x, const sdw_tensor *w,
+                           const sdw_tensor *b, int stride, int pad, sdw_tensor *y) {
+  return run_conv_counted(r, x, w, b, stride, pad, y, true);
 }
 
 static sdw_status run_linear(vae_run *r, const sdw_tensor *x, const sdw_tensor *w,
                              const sdw_tensor *b, sdw_tensor *y) {
   r->flops += 2.0 * (double)sdw_tensor_numel(y) * (double)w->shape[1];
+  r->flops_executed += 2.0 * (double)sdw_tensor_numel(y) * (double)w->shape[1];
   RUN(r, r->ctx->ops->linear_forward(r->ctx, x, w, b, y));
   return SDW_OK;
 }
@@ -555,6 +581,7 @@ static sdw_status attention_forward(vae_run *r, const sdw_vae_config *c, const s
   sdw_tensor o4 = slot_view(r, a, 4, heads);
   const float scale = (float)(1.0 / sqrt((double)C));
   r->flops += 4.0 * (double)N * (double)T * (double)T * (double)C;
+  r->flops_executed += 4.0 * (double)N * (double)T * (double)T * (double)C;
   RUN(r, ops->attention_forward(r->ctx, &q4, &k4, &v4, NULL, false, scale, &o4, NULL));
   sdw_tensor o3 = reshape(&o4, 3, ntc);
   SDW_TRY(run_linear(r, &o3, &m->out_w, &m->out_b, &tokens));
@@ -608,6 +635,109 @@ static sdw_status upsample_forward(vae_run *r, const sdw_vae_level *lv, const sd
   sdw_tensor y = slot4(r, b, N, C, 2 * H, 2 * W);
   SDW_TRY(run_conv(r, &up, &lv->sampler_w, &lv->sampler_b, 1, 1, &y));
   *out_slot = b;
+  return SDW_OK;
+}
+
+/* The four 2x2 kernels of an upsampler's 3x3 kernel w[Co, Ci, 3, 3], for
+ * output phase (py, px) of y[2i+py, 2j+px] = conv3x3(nearest2x(x)):
+ * along each axis, phase 0 reads source rows (i-1, i) with taps (w0,
+ * w1+w2) and phase 1 reads (i, i+1) with taps (w0+w1, w2), because of the
+ * 3x3 window over the duplicated rows 2i-1..2i+1 (resp. 2i..2i+2) two see
+ * the same source row. out[4, Co, Ci, 2, 2] in phase order 2*py+px. */
+static void phase_kernels(const float *w, int64_t co_ci, float *out) {
+  /* taps[phase][t] = which 3x3 rows (bit mask) sum into tap t */
+  static const int taps[2][2] = {{1, 6}, {3, 4}};
+  for (int py = 0; py < 2; py++)
+    for (int px = 0; px < 2; px++) {
+      float *o = out + (size_t)(2 * py + px) * (size_t)co_ci * 4;
+      for (int64_t k = 0; k < co_ci; k++)
+        for (int t = 0; t < 2; t++)
+          for (int u = 0; u < 2; u++) {
+            float acc = 0.0f;
+            for (int a = 0; a < 3; a++)
+              for (int b = 0; b < 3; b++)
+                if ((taps[py][t] >> a & 1) && (taps[px][u] >> b & 1)) acc += w[k * 9 + a * 3 + b];
+            o[k * 4 + t * 2 + u] = acc;
+          }
+    }
+}
+
+/* The phase kernels of one upsampler into an arena tensor [4*Co, Ci, 2, 2],
+ * derived on the host from the current weights on every call (so they can
+ * never go stale; at most 16 MiB, nothing next to a decode). */
+static sdw_status prepare_phase_kernels(vae_run *r, const sdw_vae_level *lv, sdw_tensor *out) {
+  const sdw_backend *ops = r->ctx->ops;
+  const int64_t co = lv->sampler_w.shape[0], ci = lv->sampler_w.shape[1];
+  SDW_TRY(run_alloc(r, out, 4, (int64_t[]){4 * co, ci, 2, 2}));
+  if (r->dry) return SDW_OK;
+  float *host = malloc((size_t)(co * ci) * (9 + 16) * sizeof(float));
+  if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for the upsamplers");
+  float *w = host, *k = host + co * ci * 9;
+  sdw_status st = ops->download(r->ctx, w, lv->sampler_w.data, (size_t)(co * ci * 9) * 4);
+  if (st == SDW_OK) {
+    phase_kernels(w, co * ci, k);
+    st = ops->upload(r->ctx, out->data, k, (size_t)(co * ci * 16) * 4);
+  }
+  free(host);
+  return st;
+}
+
+/* Upsample2D by phases: for each output phase (py, px), x padded by one
+ * zero row on top (py = 0) or bottom (py = 1) and one zero column left
+ * (px = 0) or right (px = 1), then the phase's 2x2 kernel with no padding,
+ * into P[py][px][N, Co, H, W]; then the phases are interleaved: a [2, L]
+ * -> [L, 2] transpose joins the two px phases column by column, a channel
+ * concat of [rows, 1, 2W] views joins the two py phases row by row. x in
+ * slot s -> the returned slot. Pads and interleaves use only concat and the
+ * NCHW<->NLC transposes of the op table. */
+static sdw_status upsample_phases_forward(vae_run *r, const sdw_vae_level *lv, const sdw_tensor *x,
+                                          int s, int *out_slot) {
+  const sdw_backend *ops = r->ctx->ops;
+  const int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+  const int64_t Co = lv->sampler_w.shape[0], L = N * Co * H * W;
+  int a, b;
+  others(s, &a, &b);
+  const size_t mark = run_mark(r);
+  sdw_tensor kernels;
+  SDW_TRY(prepare_phase_kernels(r, lv, &kernels));
+  const int64_t zn = N * C * (H > W + 1 ? H : W + 1);
+  sdw_tensor zeros;
+  SDW_TRY(run_alloc(r, &zeros, 1, (int64_t[]){zn}));
+  RUN(r, ops->fill(r->ctx, &zeros, 0.0f));
+  sdw_tensor xr = reshape(x, 2, (int64_t[]){N * C * H, W});
+  sdw_tensor z1 = make_view(r, zeros.data, 2, (int64_t[]){N * C * H, 1});
+  sdw_tensor z2 = make_view(r, zeros.data, 3, (int64_t[]){N * C, 1, W + 1});
+  const int64_t padw_elems = N * C * H * (W + 1);
+  for (int px = 0; px < 2; px++) {
+    sdw_tensor xw = slot_view_at(r, b, 0, 2, (int64_t[]){N * C * H, W + 1});
+    RUN(r, px == 0 ? ops->concat_channels(r->ctx, &z1, &xr, &xw)
+                   : ops->concat_channels(r->ctx, &xr, &z1, &xw));
+    sdw_tensor xw3 = reshape(&xw, 3, (int64_t[]){N * C, H, W + 1});
+    for (int py = 0; py < 2; py++) {
+      sdw_tensor xp = slot_view_at(r, b, padw_elems, 3, (int64_t[]){N * C, H + 1, W + 1});
+      RUN(r, py == 0 ? ops->concat_channels(r->ctx, &z2, &xw3, &xp)
+                     : ops->concat_channels(r->ctx, &xw3, &z2, &xp));
+      sdw_tensor xp4 = reshape(&xp, 4, (int64_t[]){N, C, H + 1, W + 1});
+      const int p = 2 * py + px;
+      sdw_tensor k = make_view(r, kernels.data ? (float *)kernels.data + p * Co * C * 4 : NULL, 4,
+                               (int64_t[]){Co, C, 2, 2});
+      sdw_tensor y = slot_view_at(r, a, p * L, 4, (int64_t[]){N, Co, H, W});
+      SDW_TRY(run_conv_counted(r, &xp4, &k, &lv->sampler_b, 1, 0, &y, false));
+    }
+  }
+  run_reset(r, mark);
+  /* diffusers' count: the 3x3 convolution over the upsampled input */
+  r->flops += 2.0 * (double)(4 * L) * (double)(C * 9);
+  for (int py = 0; py < 2; py++) {
+    sdw_tensor pair = slot_view_at(r, a, 2 * py * L, 4, (int64_t[]){1, 2, L, 1});
+    sdw_tensor t = slot_view_at(r, b, py * 2 * L, 3, (int64_t[]){1, L, 2});
+    RUN(r, ops->nchw_to_nlc(r->ctx, &pair, &t));
+  }
+  sdw_tensor t0 = slot_view_at(r, b, 0, 3, (int64_t[]){N * Co * H, 1, 2 * W});
+  sdw_tensor t1 = slot_view_at(r, b, 2 * L, 3, (int64_t[]){N * Co * H, 1, 2 * W});
+  sdw_tensor y = slot_view_at(r, a, 0, 3, (int64_t[]){N * Co * H, 2, 2 * W});
+  RUN(r, ops->concat_channels(r->ctx, &t0, &t1, &y));
+  *out_slot = a;
   return SDW_OK;
 }
 
@@ -700,7 +830,10 @@ static sdw_status decoder_run(vae_run *r, const sdw_vae *m, const sdw_tensor *la
     }
     if (lv->has_sampler) {
       x = current(r, s, N, C, H, W);
-      SDW_TRY(upsample_forward(r, lv, &x, s, &s));
+      if (m->upsample_phases)
+        SDW_TRY(upsample_phases_forward(r, lv, &x, s, &s));
+      else
+        SDW_TRY(upsample_forward(r, lv, &x, s, &s));
       H *= 2;
       W *= 2;
     }
@@ -883,7 +1016,8 @@ size_t sdw_vae_decode_arena_bytes(const sdw_vae *m, int64_t n, int64_t latent_h,
 }
 
 /* FLOPs by a dry run of a model planned from cfg (no weights needed). */
-static double flops_of(const sdw_vae_config *cfg, bool encode, int64_t n, int64_t h, int64_t w) {
+static double flops_of(const sdw_vae_config *cfg, bool encode, int64_t n, int64_t h, int64_t w,
+                       bool executed) {
   sdw_vae m;
   if (sdw_vae_plan(&m, cfg, encode ? SDW_VAE_ENCODER : SDW_VAE_DECODER) != SDW_OK) return 0.0;
   const int64_t f = sdw_vae_downscale(cfg), lat = cfg->latent_channels;
@@ -895,16 +1029,21 @@ static double flops_of(const sdw_vae_config *cfg, bool encode, int64_t n, int64_
     dry_run(&m, decoder_run, (int64_t[]){n, lat, h, w},
             (int64_t[]){n, cfg->out_channels, h * f, w * f}, &r);
   sdw_vae_free(&m);
-  return r.flops;
+  return executed ? r.flops_executed : r.flops;
 }
 
 double sdw_vae_encode_flops(const sdw_vae_config *cfg, int64_t n, int64_t height, int64_t width) {
-  return flops_of(cfg, true, n, height, width);
+  return flops_of(cfg, true, n, height, width, false);
 }
 
 double sdw_vae_decode_flops(const sdw_vae_config *cfg, int64_t n, int64_t latent_h,
                             int64_t latent_w) {
-  return flops_of(cfg, false, n, latent_h, latent_w);
+  return flops_of(cfg, false, n, latent_h, latent_w, false);
+}
+
+double sdw_vae_decode_flops_executed(const sdw_vae_config *cfg, int64_t n, int64_t latent_h,
+                                     int64_t latent_w) {
+  return flops_of(cfg, false, n, latent_h, latent_w, true);
 }
 
 /* --- sampling and scaling ------------------------------------------------- */

@@ -145,6 +145,12 @@ typedef struct sdw_vae {
   sdw_tensor post_quant_w, post_quant_b; /* [L, L, 1, 1], [L] */
   sdw_vae_resnet *resnets;               /* owned storage of every resnet */
   int resnet_count;
+  /* Upsample2D as four 2x2 convolutions on the low-resolution input, one
+   * per output phase, instead of a 3x3 convolution on the nearest-x2
+   * upsampled input: the same function (each 2x2 kernel sums the 3x3 taps
+   * that see the same source pixel) with 4/9 of the multiply-adds. true
+   * after create; false runs diffusers' literal nearest + conv. */
+  bool upsample_phases;
 } sdw_vae;
 
 /* Counting pass only: m->params lists every parameter's name and shape
@@ -245,10 +251,14 @@ size_t sdw_vae_encode_arena_bytes(const sdw_vae *m, int64_t n, int64_t height, i
 size_t sdw_vae_decode_arena_bytes(const sdw_vae *m, int64_t n, int64_t latent_h, int64_t latent_w);
 
 /* Multiply-adds x 2 of the convolutions, linears and attention products of
- * one encode (image size) / decode (latent size). */
+ * one encode (image size) / decode (latent size), as diffusers computes them
+ * (nearest x2 then a 3x3 convolution in every upsampler). */
 double sdw_vae_encode_flops(const sdw_vae_config *cfg, int64_t n, int64_t height, int64_t width);
 double sdw_vae_decode_flops(const sdw_vae_config *cfg, int64_t n, int64_t latent_h,
                             int64_t latent_w);
+/* What sdw's decode executes with upsample_phases (fewer, see above). */
+double sdw_vae_decode_flops_executed(const sdw_vae_config *cfg, int64_t n, int64_t latent_h,
+                                     int64_t latent_w);
 
 /* --- tiling --------------------------------------------------------------- */
 
