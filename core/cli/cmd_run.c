@@ -13,8 +13,9 @@ static const sdw_run_component components[] = {
     {"vae-encode", "VAE encoder: image -> posterior mean, logvar", sdw_run_vae_encode_usage,
      sdw_run_vae_encode},
     {"vae-decode", "VAE decoder: latents -> image", sdw_run_vae_decode_usage, sdw_run_vae_decode},
-    {"unet", "UNet forward: sample, timestep, [context] -> out", sdw_run_unet_usage,
-     sdw_run_unet},
+    {"unet", "UNet forward: sample, timestep, [context] -> out", sdw_run_unet_usage, sdw_run_unet},
+    {"unet-grad", "UNet forward + backward, MSE to target -> loss, grad.<parameter>",
+     sdw_run_unet_grad_usage, sdw_run_unet_grad},
 };
 enum { COMPONENT_COUNT = sizeof components / sizeof components[0] };
 

@@ -21,6 +21,10 @@ int sdw_run_clip_text(int argc, char **argv);
 void sdw_run_unet_usage(FILE *out);
 int sdw_run_unet(int argc, char **argv);
 
+/* unet-grad (core/cli/run_unet_grad.c). */
+void sdw_run_unet_grad_usage(FILE *out);
+int sdw_run_unet_grad(int argc, char **argv);
+
 /* vae-encode, vae-decode (core/cli/run_vae.c). */
 void sdw_run_vae_encode_usage(FILE *out);
 int sdw_run_vae_encode(int argc, char **argv);

@@ -582,6 +582,131 @@ sdw_status sdw_unet_forward_train(sdw_unet *m, sdw_arena *arena, const sdw_tenso
   return SDW_OK;
 }
 
+/* --- backward --------------------------------------------------------------------------- */
+
+sdw_status sdw_unet_grads_create(sdw_unet *grads, const sdw_unet *m) {
+  return sdw_unet_create(grads, m->ctx, &m->cfg);
+}
+
+sdw_status sdw_unet_grads_zero(sdw_unet *grads) {
+  sdw_ctx *ctx = grads->ctx;
+  sdw_tensor all = sdw_tensor_1d(grads->params.flat, SDW_F32, (int64_t)grads->params.total);
+  all.device = (sdw_device){ctx->ops->device, 0};
+  return ctx->ops->fill(ctx, &all, 0.0f);
+}
+
+static sdw_status alloc_zero_like(sdw_arena *arena, sdw_ctx *ctx, sdw_tensor *out,
+                                  const sdw_tensor *t) {
+  SDW_TRY(sdw_unet_alloc(arena, ctx, out, t->ndim, t->shape));
+  return ctx->ops->fill(ctx, out, 0.0f);
+}
+
+/* Walks the program in reverse. dh is the gradient of the current node's
+ * output; CAT splits it and pushes the skip's share on a gradient stack,
+ * PUSH pops that share back into dh (the skip and the main path were the
+ * same tensor). Each node's input gradient is a fresh zeroed tensor: the
+ * ops accumulate. */
+static sdw_status backward_impl(sdw_unet *m, sdw_unet *g, sdw_arena *arena,
+                                const sdw_unet_saved *sv, const sdw_tensor *dout, sdw_tensor *dx,
+                                sdw_tensor *dcontext) {
+  sdw_ctx *ctx = m->ctx;
+  const sdw_backend *ops = ctx->ops;
+  const sdw_unet_config *c = &m->cfg;
+  const sdw_tensor *cond = sv->context.data ? &sv->context : NULL;
+  if (!cond) dcontext = NULL;
+
+  /* output head: conv_out(silu(GN(h))) */
+  sdw_tensor da, dn, dh;
+  SDW_TRY(alloc_zero_like(arena, ctx, &da, &sv->head_a));
+  SDW_TRY(ops->conv2d_backward(ctx, &sv->head_a, &m->conv_out_w, dout, 1,
+                               (c->conv_out_kernel - 1) / 2, &da, &g->conv_out_w, &g->conv_out_b));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dn, &sv->head_n));
+  SDW_TRY(ops->silu_backward(ctx, &sv->head_n, &da, &dn));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dh, &sv->head_in));
+  SDW_TRY(ops->group_norm_backward(ctx, &sv->head_in, &m->norm_out_w, &sv->head_mean,
+                                   &sv->head_rstd, &dn, c->norm_groups, &dh, &g->norm_out_w,
+                                   &g->norm_out_b));
+
+  /* every ResBlock's time projection sums into dtemb_act */
+  sdw_tensor dtemb_act;
+  SDW_TRY(alloc_zero_like(arena, ctx, &dtemb_act, &sv->temb_act));
+  sdw_tensor *stack = sdw_arena_alloc(arena, (size_t)(m->max_skips + 1) * sizeof *stack);
+  if (!stack) return SDW_ERR_OUT_OF_MEMORY;
+  int sp = 0;
+  for (int i = m->node_count - 1; i >= 0; i--) {
+    const sdw_unet_node *n = &m->nodes[i];
+    const sdw_unet_node_saved *ns = &sv->nodes[i];
+    /* the first node's input is the UNet input: its gradient is the caller's dx */
+    const bool first = i == 0;
+    sdw_tensor din = {0};
+    if (n->kind == SDW_UNET_NODE_CONV || n->kind == SDW_UNET_NODE_RES ||
+        n->kind == SDW_UNET_NODE_TFM || n->kind == SDW_UNET_NODE_CAT) {
+      if (!first) SDW_TRY(alloc_zero_like(arena, ctx, &din, &ns->in));
+    }
+    sdw_tensor *dinp = first ? dx : &din;
+    switch (n->kind) {
+    case SDW_UNET_NODE_CONV:
+      SDW_TRY(sdw_unet_conv_backward(ctx, arena, &m->convs[n->index], &g->convs[n->index],
+                                     &ns->u.conv, &dh, dinp));
+      break;
+    case SDW_UNET_NODE_RES:
+      SDW_TRY(sdw_unet_resblock_backward(ctx, arena, &m->res[n->index], &g->res[n->index],
+                                         &sv->temb_act, cond, &ns->u.res, &dh, dinp, &dtemb_act,
+                                         dcontext));
+      break;
+    case SDW_UNET_NODE_TFM:
+      SDW_TRY(sdw_unet_transformer_backward(ctx, arena, &m->tfm[n->index], &g->tfm[n->index], cond,
+                                            &ns->u.tfm, &dh, dinp, dcontext));
+      break;
+    case SDW_UNET_NODE_CAT: {
+      SDW_ASSERT(sp < m->max_skips && !first);
+      SDW_TRY(alloc_zero_like(arena, ctx, &stack[sp], &ns->skip));
+      SDW_TRY(ops->concat_channels_backward(ctx, &dh, &din, &stack[sp]));
+      sp++;
+      break;
+    }
+    case SDW_UNET_NODE_PUSH:
+      /* in == out: the main path's gradient plus the skip's */
+      SDW_ASSERT(sp > 0 && !first);
+      SDW_TRY(ops->axpby(ctx, 1.0f, &stack[--sp], 1.0f, &dh));
+      continue;
+    }
+    dh = din;
+  }
+  SDW_ASSERT(sp == 0);
+
+  /* time embedding: temb_act = silu(temb), temb = W2 silu(W1 sin + b1) + b2 */
+  sdw_tensor dtemb, dt_ha, dt_h;
+  SDW_TRY(alloc_zero_like(arena, ctx, &dtemb, &sv->temb));
+  SDW_TRY(ops->silu_backward(ctx, &sv->temb, &dtemb_act, &dtemb));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dt_ha, &sv->t_ha));
+  SDW_TRY(
+      ops->linear_backward(ctx, &sv->t_ha, &m->time_w2, &dtemb, &dt_ha, &g->time_w2, &g->time_b2));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dt_h, &sv->t_h));
+  SDW_TRY(ops->silu_backward(ctx, &sv->t_h, &dt_ha, &dt_h));
+  return ops->linear_backward(ctx, &sv->t_sin, &m->time_w1, &dt_h, NULL, &g->time_w1, &g->time_b1);
+}
+
+sdw_status sdw_unet_backward(sdw_unet *m, sdw_unet *grads, sdw_arena *arena,
+                             const sdw_unet_saved *saved, const sdw_tensor *dout, sdw_tensor *dx,
+                             sdw_tensor *dcontext) {
+  SDW_ASSERT(grads && grads->params.total == m->params.total &&
+             grads->node_count == m->node_count && grads->res_count == m->res_count);
+  const sdw_tensor *out_like = &saved->head_a;
+  char a[96];
+  if (dout->dtype != SDW_F32 || dout->ndim != 4 || dout->shape[0] != out_like->shape[0] ||
+      dout->shape[1] != m->cfg.out_channels || dout->shape[2] != out_like->shape[2] ||
+      dout->shape[3] != out_like->shape[3])
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "UNet output gradient %s does not match the output",
+                    sdw_shape_str(dout, a, sizeof a));
+  if (dx) SDW_ASSERT(sdw_tensor_same_shape(dx, &saved->x));
+  if (dcontext && saved->context.data) SDW_ASSERT(sdw_tensor_same_shape(dcontext, &saved->context));
+  const size_t mark = sdw_arena_mark(arena);
+  sdw_status st = backward_impl(m, grads, arena, saved, dout, dx, dcontext);
+  sdw_arena_reset_to(arena, mark);
+  return st;
+}
+
 /* --- FLOPs ---------------------------------------------------------------------------- */
 
 static double conv_flops(int64_t n, int64_t ci, int64_t co, int64_t k, int64_t ho, int64_t wo) {

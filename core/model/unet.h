@@ -77,7 +77,7 @@ typedef struct sdw_unet_config {
   /* seed constructor values (SDW_UNET_SEED only; channels[] derives from them) */
   int seed_ch;
   int seed_ch_mults[SDW_UNET_MAX_LEVELS];
-  bool grad_checkpoint; /* seed's grad_ckpt: a training default, no effect here */
+  bool grad_checkpoint; /* seed's grad_ckpt: the trainer's default for checkpointing */
 } sdw_unet_config;
 
 /* Built-in configurations: "seed" (the seed's default UNetModel,
@@ -186,6 +186,27 @@ sdw_status sdw_unet_forward(sdw_unet *m, sdw_arena *arena, const sdw_tensor *x,
 sdw_status sdw_unet_forward_train(sdw_unet *m, sdw_arena *arena, const sdw_tensor *x,
                                   const sdw_tensor *timesteps, const sdw_tensor *context,
                                   sdw_tensor *out, bool checkpoint, sdw_unet_saved **saved);
+
+/* The gradient set of m: a second UNet of the same configuration on the
+ * same backend (the same module tree, parameter names, offsets and flat
+ * size), zero-filled; its params.flat is the gradient vector that the
+ * optimizer, clipping and all-reduce walk as one range. Free with
+ * sdw_unet_free. */
+sdw_status sdw_unet_grads_create(sdw_unet *grads, const sdw_unet *m);
+/* grads->params.flat[:] = 0 (the start of a fresh accumulation). */
+sdw_status sdw_unet_grads_zero(sdw_unet *grads);
+
+/* Backward of the training forward that filled saved (same m, same arena,
+ * not reset in between): given dout[N, out_channels, H, W] = dL/d(out),
+ * ACCUMULATES dL/d(parameter) into grads (sdw_unet_grads_create), and
+ * dx[N, in_channels, H, W] += dL/dx, dcontext[N, S, context_dim] +=
+ * dL/dcontext when those are not NULL. Checkpointed ResBlocks recompute
+ * their insides (bit-identical gradients). Temporaries come from arena and
+ * are released before returning (the record stays valid: a second backward
+ * of the same record adds the same gradients again). */
+sdw_status sdw_unet_backward(sdw_unet *m, sdw_unet *grads, sdw_arena *arena,
+                             const sdw_unet_saved *saved, const sdw_tensor *dout, sdw_tensor *dx,
+                             sdw_tensor *dcontext);
 
 /* Analytic multiply-add count x2 (FLOPs) of one forward at batch n, latent
  * h x w and context length s (convolutions, linears, attention matmuls). */

@@ -43,6 +43,24 @@ static sdw_status alloc1(sdw_arena *a, const sdw_ctx *c, sdw_tensor *t, int64_t 
   return sdw_unet_alloc(a, c, t, 1, (int64_t[]){d0});
 }
 
+/* A zero-filled gradient accumulator shaped like t (from arena). */
+static sdw_status alloc_zero_like(sdw_arena *a, sdw_ctx *c, sdw_tensor *out, const sdw_tensor *t) {
+  SDW_TRY(sdw_unet_alloc(a, c, out, t->ndim, t->shape));
+  return c->ops->fill(c, out, 0.0f);
+}
+
+/* &grad->field, or NULL when parameter gradients are not wanted. */
+#define GRAD(g, field) ((g) ? &(g)->field : NULL)
+
+/* Runs a backward body that allocates from arena and releases it all. */
+#define WITH_MARK(arena, body)                                                                     \
+  do {                                                                                             \
+    const size_t with_mark_ = sdw_arena_mark(arena);                                               \
+    sdw_status with_status_ = (body);                                                              \
+    sdw_arena_reset_to((arena), with_mark_);                                                       \
+    return with_status_;                                                                           \
+  } while (0)
+
 /* Parameter declaration shorthands. */
 static sdw_tensor take1(sdw_params *p, int64_t d0, const char *prefix, const char *suffix) {
   return sdw_params_take(p, 1, (int64_t[]){d0}, "%s.%s", prefix, suffix);
@@ -111,6 +129,48 @@ sdw_status sdw_unet_attention_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_
     sdw_arena_reset_to(arena, mark);
   }
   return SDW_OK;
+}
+
+static sdw_status attention_backward_impl(sdw_ctx *ctx, sdw_arena *arena,
+                                          const sdw_unet_attention *m, sdw_unet_attention *grad,
+                                          const sdw_tensor *x, const sdw_tensor *c,
+                                          const sdw_unet_attention_saved *sv, const sdw_tensor *dy,
+                                          sdw_tensor *dx, sdw_tensor *dc) {
+  const sdw_backend *ops = ctx->ops;
+  const int64_t B = x->shape[0], T = x->shape[1], S = c->shape[1];
+  const int64_t H = m->heads, Dh = m->dim / m->heads;
+  sdw_tensor o3 = sdw_unet_view(&sv->o, 3, (int64_t[]){B, T, m->dim});
+  sdw_tensor dq, dk, dv, dout;
+  SDW_TRY(alloc_zero_like(arena, ctx, &dout, &o3));
+  /* y = o Wout^T + b */
+  SDW_TRY(ops->linear_backward(ctx, &o3, &m->to_out_w, dy, &dout, GRAD(grad, to_out_w),
+                               GRAD(grad, to_out_b)));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dq, &sv->q));
+  const bool need_kv = dc || grad;
+  if (need_kv) {
+    SDW_TRY(alloc_zero_like(arena, ctx, &dk, &sv->k));
+    SDW_TRY(alloc_zero_like(arena, ctx, &dv, &sv->v));
+  }
+  sdw_tensor dout4 = sdw_unet_view(&dout, 4, (int64_t[]){B, T, H, Dh});
+  const float scale = (float)(1.0 / sqrt((double)Dh)); /* as the forward */
+  SDW_TRY(ops->attention_backward(ctx, &sv->q, &sv->k, &sv->v, NULL, false, scale, &sv->o, &sv->lse,
+                                  &dout4, &dq, need_kv ? &dk : NULL, need_kv ? &dv : NULL));
+  sdw_tensor dq3 = sdw_unet_view(&dq, 3, (int64_t[]){B, T, m->dim});
+  SDW_TRY(ops->linear_backward(ctx, x, &m->to_q, &dq3, dx, GRAD(grad, to_q), NULL));
+  if (need_kv) {
+    sdw_tensor dk3 = sdw_unet_view(&dk, 3, (int64_t[]){B, S, m->dim});
+    sdw_tensor dv3 = sdw_unet_view(&dv, 3, (int64_t[]){B, S, m->dim});
+    SDW_TRY(ops->linear_backward(ctx, c, &m->to_k, &dk3, dc, GRAD(grad, to_k), NULL));
+    SDW_TRY(ops->linear_backward(ctx, c, &m->to_v, &dv3, dc, GRAD(grad, to_v), NULL));
+  }
+  return SDW_OK;
+}
+
+sdw_status sdw_unet_attention_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_attention *m,
+                                       sdw_unet_attention *grad, const sdw_tensor *x,
+                                       const sdw_tensor *c, const sdw_unet_attention_saved *saved,
+                                       const sdw_tensor *dy, sdw_tensor *dx, sdw_tensor *dc) {
+  WITH_MARK(arena, attention_backward_impl(ctx, arena, m, grad, x, c, saved, dy, dx, dc));
 }
 
 /* --- transformer block ---------------------------------------------------- */
@@ -225,6 +285,57 @@ sdw_status sdw_unet_tblock_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_une
   return SDW_OK;
 }
 
+/* Reverse of the training forward: y = x2 + ff(LN3(x2)), x2 = x1 +
+ * attn2(LN2(x1), ctx), x1 = x0 + attn1(LN1(x0)). d1 and d2 carry the
+ * gradients of the residual sums x2 and x1. */
+static sdw_status tblock_backward_impl(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_tblock *m,
+                                       sdw_unet_tblock *grad, const sdw_tensor *context,
+                                       const sdw_unet_tblock_saved *sv, const sdw_tensor *dy,
+                                       sdw_tensor *dx, sdw_tensor *dcontext) {
+  const sdw_backend *ops = ctx->ops;
+  sdw_tensor dx2, da, dg, df;
+  /* feed-forward */
+  SDW_TRY(sdw_unet_alloc(arena, ctx, &dx2, dy->ndim, dy->shape));
+  SDW_TRY(ops->copy(ctx, dy, &dx2));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dg, &sv->g));
+  SDW_TRY(
+      ops->linear_backward(ctx, &sv->g, &m->ff2_w, dy, &dg, GRAD(grad, ff2_w), GRAD(grad, ff2_b)));
+  SDW_TRY(alloc_zero_like(arena, ctx, &df, &sv->f));
+  if (m->geglu)
+    SDW_TRY(ops->geglu_backward(ctx, &sv->f, &dg, &df));
+  else
+    SDW_TRY(ops->gelu_backward(ctx, &sv->f, &dg, &df));
+  SDW_TRY(alloc_zero_like(arena, ctx, &da, &sv->a3));
+  SDW_TRY(ops->linear_backward(ctx, &sv->a3, &m->ff1_w, &df, &da, GRAD(grad, ff1_w),
+                               GRAD(grad, ff1_b)));
+  SDW_TRY(ops->layer_norm_backward(ctx, &sv->x2, &m->ln3_w, &sv->mean3, &sv->rstd3, &da, &dx2,
+                                   GRAD(grad, ln3_w), GRAD(grad, ln3_b)));
+  /* cross-attention (da reused: zeroed again) */
+  sdw_tensor dx1;
+  SDW_TRY(sdw_unet_alloc(arena, ctx, &dx1, dy->ndim, dy->shape));
+  SDW_TRY(ops->copy(ctx, &dx2, &dx1));
+  SDW_TRY(ops->fill(ctx, &da, 0.0f));
+  SDW_TRY(sdw_unet_attention_backward(ctx, arena, &m->attn2, GRAD(grad, attn2), &sv->a2, context,
+                                      &sv->s2, &dx2, &da, dcontext));
+  SDW_TRY(ops->layer_norm_backward(ctx, &sv->x1, &m->ln2_w, &sv->mean2, &sv->rstd2, &da, &dx1,
+                                   GRAD(grad, ln2_w), GRAD(grad, ln2_b)));
+  /* self-attention: q, k and v all come from a1, so all three sum into da */
+  SDW_TRY(ops->axpby(ctx, 1.0f, &dx1, 1.0f, dx));
+  SDW_TRY(ops->fill(ctx, &da, 0.0f));
+  SDW_TRY(sdw_unet_attention_backward(ctx, arena, &m->attn1, GRAD(grad, attn1), &sv->a1, &sv->a1,
+                                      &sv->s1, &dx1, &da, &da));
+  SDW_TRY(ops->layer_norm_backward(ctx, &sv->x0, &m->ln1_w, &sv->mean1, &sv->rstd1, &da, dx,
+                                   GRAD(grad, ln1_w), GRAD(grad, ln1_b)));
+  return SDW_OK;
+}
+
+sdw_status sdw_unet_tblock_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_tblock *m,
+                                    sdw_unet_tblock *grad, const sdw_tensor *context,
+                                    const sdw_unet_tblock_saved *saved, const sdw_tensor *dy,
+                                    sdw_tensor *dx, sdw_tensor *dcontext) {
+  WITH_MARK(arena, tblock_backward_impl(ctx, arena, m, grad, context, saved, dy, dx, dcontext));
+}
+
 /* --- transformer ---------------------------------------------------------- */
 
 void sdw_unet_transformer_declare(sdw_params *p, sdw_unet_transformer *m, sdw_unet_style style) {
@@ -335,6 +446,77 @@ sdw_status sdw_unet_transformer_forward(sdw_ctx *ctx, sdw_arena *arena,
   SDW_TRY(ops->add(ctx, &o, x, y));
   if (!saved) sdw_arena_reset_to(arena, mark);
   return SDW_OK;
+}
+
+/* Reverse of: n = GN(x); tokens = proj_in(n); blocks; o = proj_out(tokens);
+ * y = o + x. */
+static sdw_status transformer_backward_impl(sdw_ctx *ctx, sdw_arena *arena,
+                                            const sdw_unet_transformer *m,
+                                            sdw_unet_transformer *grad, const sdw_tensor *context,
+                                            const sdw_unet_transformer_saved *sv,
+                                            const sdw_tensor *dy, sdw_tensor *dx,
+                                            sdw_tensor *dcontext) {
+  const sdw_backend *ops = ctx->ops;
+  const int64_t N = sv->x.shape[0], C = sv->x.shape[1], H = sv->x.shape[2], W = sv->x.shape[3];
+  const int64_t T = H * W;
+  /* the residual */
+  if (dx) SDW_TRY(ops->axpby(ctx, 1.0f, dy, 1.0f, dx));
+  /* tokens out: dcur = d(last block output) */
+  sdw_tensor dcur, tmp;
+  SDW_TRY(alloc3(arena, ctx, &dcur, N, T, C));
+  SDW_TRY(ops->fill(ctx, &dcur, 0.0f));
+  if (m->linear_projection) {
+    SDW_TRY(alloc3(arena, ctx, &tmp, N, T, C)); /* d(proj_out output tokens) */
+    SDW_TRY(ops->fill(ctx, &tmp, 0.0f));
+    SDW_TRY(ops->nlc_to_nchw_backward(ctx, dy, &tmp));
+    SDW_TRY(ops->linear_backward(ctx, &sv->proj_out_in, &m->proj_out_w, &tmp, &dcur,
+                                 GRAD(grad, proj_out_w), GRAD(grad, proj_out_b)));
+  } else {
+    SDW_TRY(alloc4(arena, ctx, &tmp, N, C, H, W)); /* d(proj_out input, NCHW) */
+    SDW_TRY(ops->fill(ctx, &tmp, 0.0f));
+    SDW_TRY(ops->conv2d_backward(ctx, &sv->proj_out_in, &m->proj_out_w, dy, 1, 0, &tmp,
+                                 GRAD(grad, proj_out_w), GRAD(grad, proj_out_b)));
+    SDW_TRY(ops->nlc_to_nchw_backward(ctx, &tmp, &dcur));
+  }
+  /* the blocks, last first; block d's input is saved->blocks[d].x0 */
+  sdw_tensor dprev;
+  SDW_TRY(alloc3(arena, ctx, &dprev, N, T, C));
+  for (int d = m->depth - 1; d >= 0; d--) {
+    SDW_TRY(ops->fill(ctx, &dprev, 0.0f));
+    SDW_TRY(sdw_unet_tblock_backward(ctx, arena, &m->blocks[d], grad ? &grad->blocks[d] : NULL,
+                                     context, &sv->blocks[d], &dcur, &dprev, dcontext));
+    sdw_tensor t = dcur;
+    dcur = dprev;
+    dprev = t;
+  }
+  /* tokens in: dcur = d(proj_in output tokens) -> dn = d(GroupNorm output) */
+  sdw_tensor dn;
+  SDW_TRY(alloc4(arena, ctx, &dn, N, C, H, W));
+  SDW_TRY(ops->fill(ctx, &dn, 0.0f));
+  if (m->linear_projection) {
+    sdw_tensor dt0 = dprev; /* free: d(proj_in input tokens) */
+    SDW_TRY(ops->fill(ctx, &dt0, 0.0f));
+    SDW_TRY(ops->linear_backward(ctx, &sv->proj_in_in, &m->proj_in_w, &dcur, &dt0,
+                                 GRAD(grad, proj_in_w), GRAD(grad, proj_in_b)));
+    SDW_TRY(ops->nchw_to_nlc_backward(ctx, &dt0, &dn));
+  } else {
+    SDW_TRY(ops->fill(ctx, &tmp, 0.0f)); /* d(proj_in output, NCHW) */
+    SDW_TRY(ops->nchw_to_nlc_backward(ctx, &dcur, &tmp));
+    SDW_TRY(ops->conv2d_backward(ctx, &sv->proj_in_in, &m->proj_in_w, &tmp, 1, 0, &dn,
+                                 GRAD(grad, proj_in_w), GRAD(grad, proj_in_b)));
+  }
+  return ops->group_norm_backward(ctx, &sv->x, &m->norm_w, &sv->mean, &sv->rstd, &dn, m->groups, dx,
+                                  GRAD(grad, norm_w), GRAD(grad, norm_b));
+}
+
+sdw_status sdw_unet_transformer_backward(sdw_ctx *ctx, sdw_arena *arena,
+                                         const sdw_unet_transformer *m, sdw_unet_transformer *grad,
+                                         const sdw_tensor *context,
+                                         const sdw_unet_transformer_saved *saved,
+                                         const sdw_tensor *dy, sdw_tensor *dx,
+                                         sdw_tensor *dcontext) {
+  WITH_MARK(arena,
+            transformer_backward_impl(ctx, arena, m, grad, context, saved, dy, dx, dcontext));
 }
 
 /* --- ResBlock --------------------------------------------------------------- */
@@ -448,6 +630,91 @@ sdw_status sdw_unet_resblock_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_u
   return SDW_OK;
 }
 
+/* Reverse of the full record's forward (see sdw_unet_resblock_forward). */
+static sdw_status resblock_backward_full(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_resblock *m,
+                                         sdw_unet_resblock *grad, const sdw_tensor *temb_act,
+                                         const sdw_tensor *context,
+                                         const sdw_unet_resblock_saved *sv, const sdw_tensor *dy,
+                                         sdw_tensor *dx, sdw_tensor *dtemb_act,
+                                         sdw_tensor *dcontext) {
+  const sdw_backend *ops = ctx->ops;
+  const int G = m->groups;
+  /* y = h + skip(x) */
+  if (m->has_skip) {
+    SDW_TRY(ops->conv2d_backward(ctx, &sv->x, &m->skip_w, dy, 1, 0, dx, GRAD(grad, skip_w),
+                                 GRAD(grad, skip_b)));
+  } else if (dx) {
+    SDW_TRY(ops->axpby(ctx, 1.0f, dy, 1.0f, dx));
+  }
+  /* h = inner(h2) or h2 */
+  sdw_tensor dh2 = *dy;
+  if (sv->ran_inner) {
+    SDW_TRY(alloc_zero_like(arena, ctx, &dh2, &sv->h2));
+    SDW_TRY(sdw_unet_transformer_backward(ctx, arena, m->inner, grad ? grad->inner : NULL, context,
+                                          &sv->inner, dy, &dh2, dcontext));
+  }
+  /* h2 = conv2(a2), a2 = silu(n2), n2 = GN2(h1) */
+  sdw_tensor dA, dB; /* two [N, out, H, W] accumulators, reused */
+  SDW_TRY(alloc_zero_like(arena, ctx, &dA, &sv->a2));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dB, &sv->n2));
+  SDW_TRY(ops->conv2d_backward(ctx, &sv->a2, &m->conv2_w, &dh2, 1, 1, &dA, GRAD(grad, conv2_w),
+                               GRAD(grad, conv2_b)));
+  SDW_TRY(ops->silu_backward(ctx, &sv->n2, &dA, &dB));
+  SDW_TRY(ops->fill(ctx, &dA, 0.0f)); /* now d h1 */
+  SDW_TRY(ops->group_norm_backward(ctx, &sv->h1, &m->norm2_w, &sv->mean2, &sv->rstd2, &dB, G, &dA,
+                                   GRAD(grad, norm2_w), GRAD(grad, norm2_b)));
+  /* h1 = conv1(a1) + Linear(temb_act)[:, :, None, None] */
+  if (dtemb_act || grad) {
+    sdw_tensor dtb;
+    SDW_TRY(sdw_unet_alloc(arena, ctx, &dtb, 2, (int64_t[]){sv->h1.shape[0], m->out_ch}));
+    SDW_TRY(ops->fill(ctx, &dtb, 0.0f));
+    SDW_TRY(ops->add_channel_bias_backward(ctx, &dA, &dtb));
+    SDW_TRY(ops->linear_backward(ctx, temb_act, &m->temb_w, &dtb, dtemb_act, GRAD(grad, temb_w),
+                                 GRAD(grad, temb_b)));
+  }
+  /* a1 = silu(n1), n1 = GN1(x) */
+  sdw_tensor dC, dD; /* [N, in, H, W] */
+  SDW_TRY(alloc_zero_like(arena, ctx, &dC, &sv->a1));
+  SDW_TRY(alloc_zero_like(arena, ctx, &dD, &sv->n1));
+  SDW_TRY(ops->conv2d_backward(ctx, &sv->a1, &m->conv1_w, &dA, 1, 1, &dC, GRAD(grad, conv1_w),
+                               GRAD(grad, conv1_b)));
+  SDW_TRY(ops->silu_backward(ctx, &sv->n1, &dC, &dD));
+  return ops->group_norm_backward(ctx, &sv->x, &m->norm1_w, &sv->mean1, &sv->rstd1, &dD, G, dx,
+                                  GRAD(grad, norm1_w), GRAD(grad, norm1_b));
+}
+
+static sdw_status resblock_backward_impl(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_resblock *m,
+                                         sdw_unet_resblock *grad, const sdw_tensor *temb_act,
+                                         const sdw_tensor *context,
+                                         const sdw_unet_resblock_saved *sv, const sdw_tensor *dy,
+                                         sdw_tensor *dx, sdw_tensor *dtemb_act,
+                                         sdw_tensor *dcontext) {
+  if (!sv->checkpointed)
+    return resblock_backward_full(ctx, arena, m, grad, temb_act, context, sv, dy, dx, dtemb_act,
+                                  dcontext);
+  /* Recompute: the same forward as an uncheckpointed training run, so the
+   * record holds the same values bit for bit. The context is passed only
+   * when the first forward used it (ran_inner is not known for a
+   * checkpointed record, but the forward decides from m->inner and the
+   * context alone, as it did the first time). */
+  sdw_unet_resblock_saved full;
+  memset(&full, 0, sizeof full);
+  sdw_tensor y;
+  SDW_TRY(sdw_unet_alloc(arena, ctx, &y, dy->ndim, dy->shape));
+  SDW_TRY(sdw_unet_resblock_forward(ctx, arena, m, &sv->x, temb_act, context, &y, &full));
+  return resblock_backward_full(ctx, arena, m, grad, temb_act, context, &full, dy, dx, dtemb_act,
+                                dcontext);
+}
+
+sdw_status sdw_unet_resblock_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_resblock *m,
+                                      sdw_unet_resblock *grad, const sdw_tensor *temb_act,
+                                      const sdw_tensor *context,
+                                      const sdw_unet_resblock_saved *saved, const sdw_tensor *dy,
+                                      sdw_tensor *dx, sdw_tensor *dtemb_act, sdw_tensor *dcontext) {
+  WITH_MARK(arena, resblock_backward_impl(ctx, arena, m, grad, temb_act, context, saved, dy, dx,
+                                          dtemb_act, dcontext));
+}
+
 /* --- convolutions ------------------------------------------------------------ */
 
 void sdw_unet_conv_declare(sdw_params *p, sdw_unet_conv *m) {
@@ -493,4 +760,32 @@ sdw_status sdw_unet_conv_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_
   }
   }
   return SDW_ERR_INTERNAL;
+}
+
+static sdw_status conv_backward_impl(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_conv *m,
+                                     sdw_unet_conv *grad, const sdw_unet_conv_saved *sv,
+                                     const sdw_tensor *dy, sdw_tensor *dx) {
+  const sdw_backend *ops = ctx->ops;
+  switch (m->kind) {
+  case SDW_UNET_CONV_PLAIN:
+    return ops->conv2d_backward(ctx, &sv->x, &m->w, dy, m->stride, m->pad, dx, GRAD(grad, w),
+                                GRAD(grad, b));
+  case SDW_UNET_CONV_TRANSPOSE:
+    return ops->conv_transpose2d_backward(ctx, &sv->x, &m->w, dy, m->stride, m->pad, dx,
+                                          GRAD(grad, w), GRAD(grad, b));
+  case SDW_UNET_CONV_UPSAMPLE: {
+    sdw_tensor dup = {0};
+    if (dx) SDW_TRY(alloc_zero_like(arena, ctx, &dup, &sv->up));
+    SDW_TRY(ops->conv2d_backward(ctx, &sv->up, &m->w, dy, m->stride, m->pad, dx ? &dup : NULL,
+                                 GRAD(grad, w), GRAD(grad, b)));
+    return dx ? ops->upsample_nearest2x_backward(ctx, &dup, dx) : SDW_OK;
+  }
+  }
+  return SDW_ERR_INTERNAL;
+}
+
+sdw_status sdw_unet_conv_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_conv *m,
+                                  sdw_unet_conv *grad, const sdw_unet_conv_saved *saved,
+                                  const sdw_tensor *dy, sdw_tensor *dx) {
+  WITH_MARK(arena, conv_backward_impl(ctx, arena, m, grad, saved, dy, dx));
 }

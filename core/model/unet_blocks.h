@@ -13,10 +13,16 @@
  *  - non-NULL (training): nothing is released; the record receives views of
  *    exactly the tensors the module's backward needs (listed with each
  *    record below), all living in the arena until the caller resets it.
- * The backward (issue 5) goes next to each forward: sdw_unet_X_backward(ctx,
- * arena, m, saved, dy, dx, <param grads>), accumulating (+=) like the ops.
- * Parameter gradients use the same module structs bound to a gradient flat
- * buffer (declare the module again into a second sdw_params).
+ * Backward. Next to each forward, sdw_unet_X_backward(ctx, arena, m, grad,
+ * <inputs the record does not hold>, saved, dy, dx, ...) differentiates the
+ * forward that filled `saved`: every gradient output is ACCUMULATED (+=),
+ * like the ops, and a NULL one is not computed. Parameter gradients go to
+ * `grad`, the same module struct bound to a gradient flat buffer (the module
+ * declared again into a second sdw_params: core/model/unet.h makes a second
+ * sdw_unet for that), so they land at the parameters' own offsets; grad NULL
+ * skips them. Temporaries come from arena and are released (arena back at
+ * its entry mark) before returning. Nothing here writes the record, so a
+ * backward may be repeated.
  *
  * All computation goes through ctx->ops; tensors are allocated with
  * sdw_unet_alloc so they carry ctx's device.
@@ -85,6 +91,13 @@ void sdw_unet_attention_declare(sdw_params *p, sdw_unet_attention *m, sdw_unet_s
 sdw_status sdw_unet_attention_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_attention *m,
                                       const sdw_tensor *x, const sdw_tensor *c, sdw_tensor *y,
                                       sdw_unet_attention_saved *saved);
+/* Given dy[B,T,dim] and the forward's inputs x and c (the same tensor for
+ * self-attention): dx[B,T,dim] += ..., dc[B,S,kv_dim] += ... (dc may be dx
+ * for self-attention: both sums land in it). */
+sdw_status sdw_unet_attention_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_attention *m,
+                                       sdw_unet_attention *grad, const sdw_tensor *x,
+                                       const sdw_tensor *c, const sdw_unet_attention_saved *saved,
+                                       const sdw_tensor *dy, sdw_tensor *dx, sdw_tensor *dc);
 
 /* --- transformer block ---------------------------------------------------- */
 
@@ -127,6 +140,12 @@ void sdw_unet_tblock_declare(sdw_params *p, sdw_unet_tblock *m, sdw_unet_style s
 sdw_status sdw_unet_tblock_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_tblock *m,
                                    const sdw_tensor *x, const sdw_tensor *context, sdw_tensor *y,
                                    sdw_unet_tblock_saved *saved);
+/* Given dy[B,T,C]: dx[B,T,C] += ..., dcontext[B,S,ctx] += ... (NULL: not
+ * needed; the context is data for a UNet whose text encoder is frozen). */
+sdw_status sdw_unet_tblock_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_tblock *m,
+                                    sdw_unet_tblock *grad, const sdw_tensor *context,
+                                    const sdw_unet_tblock_saved *saved, const sdw_tensor *dy,
+                                    sdw_tensor *dx, sdw_tensor *dcontext);
 
 /* --- transformer ---------------------------------------------------------- */
 
@@ -166,6 +185,14 @@ sdw_status sdw_unet_transformer_forward(sdw_ctx *ctx, sdw_arena *arena,
                                         const sdw_unet_transformer *m, const sdw_tensor *x,
                                         const sdw_tensor *context, sdw_tensor *y,
                                         sdw_unet_transformer_saved *saved);
+/* Given dy[N,C,H,W]: dx[N,C,H,W] += ..., dcontext += ... (or NULL). grad's
+ * blocks are its own (grad->blocks, bound like m's). */
+sdw_status sdw_unet_transformer_backward(sdw_ctx *ctx, sdw_arena *arena,
+                                         const sdw_unet_transformer *m, sdw_unet_transformer *grad,
+                                         const sdw_tensor *context,
+                                         const sdw_unet_transformer_saved *saved,
+                                         const sdw_tensor *dy, sdw_tensor *dx,
+                                         sdw_tensor *dcontext);
 
 /* --- ResBlock --------------------------------------------------------------- */
 
@@ -219,6 +246,17 @@ sdw_status sdw_unet_resblock_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_u
                                      const sdw_tensor *x, const sdw_tensor *temb_act,
                                      const sdw_tensor *context, sdw_tensor *y,
                                      sdw_unet_resblock_saved *saved);
+/* Given dy[N,out,H,W]: dx[N,in,H,W] += ..., dtemb_act[N,temb_dim] += ...,
+ * dcontext += ... (each may be NULL). temb_act and context are the
+ * forward's. A checkpointed record is first completed: the forward runs
+ * again from saved->x into a full record in arena (the same ops on the same
+ * values, so the gradients are bit-identical to an uncheckpointed run),
+ * which is released on return. */
+sdw_status sdw_unet_resblock_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_resblock *m,
+                                      sdw_unet_resblock *grad, const sdw_tensor *temb_act,
+                                      const sdw_tensor *context,
+                                      const sdw_unet_resblock_saved *saved, const sdw_tensor *dy,
+                                      sdw_tensor *dx, sdw_tensor *dtemb_act, sdw_tensor *dcontext);
 
 /* --- convolutions: conv_in, down and up samplers ------------------------------- */
 
@@ -248,6 +286,10 @@ void sdw_unet_conv_declare(sdw_params *p, sdw_unet_conv *m);
 int sdw_unet_conv_out_size(const sdw_unet_conv *m, int hw);
 sdw_status sdw_unet_conv_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_conv *m,
                                  const sdw_tensor *x, sdw_tensor *y, sdw_unet_conv_saved *saved);
+/* Given dy (the output's shape): dx (the input's shape) += ... */
+sdw_status sdw_unet_conv_backward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_conv *m,
+                                  sdw_unet_conv *grad, const sdw_unet_conv_saved *saved,
+                                  const sdw_tensor *dy, sdw_tensor *dx);
 
 /* --- the program --------------------------------------------------------------- */
 
