@@ -71,33 +71,45 @@ static size_t varint_len(const uint8_t *src, size_t n) {
   return 0;
 }
 
+static inline void copy64(uint8_t *dst, const uint8_t *src) {
+  uint64_t v; /* load, then store: defined also when the ranges overlap */
+  memcpy(&v, src, 8);
+  memcpy(dst, &v, 8);
+}
+
+static inline void copy128(uint8_t *dst, const uint8_t *src) {
+  uint8_t v[16];
+  memcpy(v, src, 16);
+  memcpy(dst, v, 16);
+}
+
 bool sdw_snappy_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_size) {
   size_t ulen;
   if (!sdw_snappy_uncompressed_length(src, n, &ulen) || ulen != dst_size) return false;
   const uint8_t *ip = src + varint_len(src, n), *iend = src + n;
   uint8_t *op = dst, *oend = dst + dst_size;
   while (ip < iend) {
-    uint8_t tag = *ip++;
+    const uint8_t tag = *ip++;
     size_t len, off;
     if ((tag & 3) == 0) { /* literal */
-      len = tag >> 2;
-      if (len >= 60) {
-        size_t nb = len - 59;
+      len = (size_t)(tag >> 2) + 1;
+      if (len <= 16 && iend - ip >= 16 && oend - op >= 16) {
+        copy128(op, ip); /* over-copy; the tail is overwritten later */
+        ip += len;
+        op += len;
+        continue;
+      }
+      if (len > 60) {
+        size_t nb = len - 60;
         if ((size_t)(iend - ip) < nb) return false;
         len = 0;
         for (size_t i = 0; i < nb; i++)
           len |= (size_t)ip[i] << (8 * i);
         ip += nb;
+        len += 1;
       }
-      len += 1;
-      size_t in_left = (size_t)(iend - ip), out_left = (size_t)(oend - op);
-      if (len <= 16 && in_left >= 16 && out_left >= 16) {
-        memcpy(op, ip, 16); /* over-copy; the tail is overwritten later */
-      } else {
-        if (len > in_left || len > out_left) return false;
-        memcpy(op, ip, len);
-      }
-      if (len > in_left || len > out_left) return false;
+      if (len > (size_t)(iend - ip) || len > (size_t)(oend - op)) return false;
+      memcpy(op, ip, len);
       ip += len;
       op += len;
       continue;
@@ -117,14 +129,34 @@ bool sdw_snappy_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t ds
       off = load32(ip);
       ip += 4;
     }
-    size_t produced = (size_t)(op - dst), out_left = (size_t)(oend - op);
-    if (off == 0 || off > produced || len > out_left) return false;
+    /* off - 1 >= produced also catches off == 0 */
+    if (off - 1 >= (size_t)(op - dst) || len > (size_t)(oend - op)) return false;
     const uint8_t *from = op - off;
-    if (off >= 8 && out_left >= len + 8) {
-      /* 8-byte steps: a step reads bytes at least 8 behind where it
-       * writes, so overlapping copies still repeat the pattern. */
-      for (size_t i = 0; i < len; i += 8)
-        memcpy(op + i, from + i, 8);
+    if ((size_t)(oend - op) >= len + 16) {
+      /* Fast paths that may write up to 16 bytes past op + len (inside
+       * dst, overwritten later). */
+      if (off >= 16) {
+        copy128(op, from);
+        for (size_t i = 16; i < len; i += 16)
+          copy128(op + i, from + i);
+      } else {
+        /* Widen a short pattern until it is 8 bytes behind, then 8-byte
+         * steps (as the reference's IncrementalCopy). */
+        uint8_t *o = op;
+        const uint8_t *s = from;
+        ptrdiff_t left = (ptrdiff_t)len;
+        while (o - s < 8) {
+          copy64(o, s);
+          left -= o - s;
+          o += o - s;
+        }
+        while (left > 0) {
+          copy64(o, s);
+          s += 8;
+          o += 8;
+          left -= 8;
+        }
+      }
     } else {
       for (size_t i = 0; i < len; i++)
         op[i] = from[i];

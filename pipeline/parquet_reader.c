@@ -24,7 +24,7 @@ typedef struct pq_chunk {
   int32_t type;
   int32_t codec;
   int64_t num_values;
-  int64_t total_compressed_size;
+  int64_t total_compressed_size, total_uncompressed_size;
   int64_t data_page_offset;
   int64_t dictionary_page_offset; /* <= 0: none */
   bool has_meta;
@@ -206,6 +206,7 @@ static void parse_column_meta(sdw_thrift_reader *r, pq_chunk *c) {
     case 1: c->type = sdw_thrift_read_i32(r, t); break;
     case 4: c->codec = sdw_thrift_read_i32(r, t); break;
     case 5: c->num_values = sdw_thrift_read_i64(r, t); break;
+    case 6: c->total_uncompressed_size = sdw_thrift_read_i64(r, t); break;
     case 7: c->total_compressed_size = sdw_thrift_read_i64(r, t); break;
     case 9: c->data_page_offset = sdw_thrift_read_i64(r, t); break;
     case 11: c->dictionary_page_offset = sdw_thrift_read_i64(r, t); break;
@@ -1026,7 +1027,7 @@ static sdw_status decode_values(chunk_ctx *c, int enc, const uint8_t *p, const u
       SDW_TRY(reserve_data(c, a, avail));
       const uint8_t *q = p;
       uint8_t *data = a->data;
-      size_t ds = a->data_size;
+      size_t ds = a->data_size, cap = a->cap_data;
       int64_t *off = a->offsets + at + 1;
       for (int64_t i = 0; i < n; i++) {
         if (end - q < 4) return CORRUPT("a PLAIN string page is truncated");
@@ -1034,7 +1035,15 @@ static sdw_status decode_values(chunk_ctx *c, int enc, const uint8_t *p, const u
         q += 4;
         if (len > (size_t)(end - q))
           return CORRUPT("a PLAIN string of %u bytes runs past the end of its page", len);
-        memcpy(data + ds, q, len);
+        if (len <= 32 && end - q >= 32 && cap - ds >= 32) {
+          /* short strings: fixed 32-byte copies (the slack is overwritten
+           * by the next string); cheaper than a memcpy call each */
+          uint8_t tmp[32];
+          memcpy(tmp, q, 32);
+          memcpy(data + ds, tmp, 32);
+        } else {
+          memcpy(data + ds, q, len);
+        }
         q += len;
         ds += len;
         off[i] = (int64_t)ds;
@@ -1408,9 +1417,96 @@ static sdw_status read_dictionary(chunk_ctx *c, const page_header *h, const uint
   return SDW_OK;
 }
 
-static void set_bits(uint8_t *bits, int64_t start, int64_t n) {
-  for (int64_t i = start; i < start + n; i++)
-    bits[i >> 3] |= (uint8_t)(1u << (i & 7));
+/* Sets (value 1) or clears bits [start, start + n). */
+static void fill_bits(uint8_t *bits, int64_t start, int64_t n, int value) {
+  int64_t i = start, e = start + n;
+  for (; i < e && (i & 7); i++)
+    bits[i >> 3] =
+        value ? bits[i >> 3] | (uint8_t)(1u << (i & 7)) : bits[i >> 3] & (uint8_t) ~(1u << (i & 7));
+  if (e - i >= 8) {
+    memset(bits + (i >> 3), value ? 0xff : 0, (size_t)((e - i) >> 3));
+    i += (e - i) & ~(int64_t)7;
+  }
+  for (; i < e; i++)
+    bits[i >> 3] =
+        value ? bits[i >> 3] | (uint8_t)(1u << (i & 7)) : bits[i >> 3] & (uint8_t) ~(1u << (i & 7));
+}
+
+static void set_bits(uint8_t *bits, int64_t start, int64_t n) { fill_bits(bits, start, n, 1); }
+
+/* Definition levels of a column whose maximum is 1 (a flat optional
+ * column), decoded straight into a's validity bits at [at, at + nv); the
+ * bitmap is created at the first null. Sets *present. */
+static sdw_status levels_to_validity(chunk_ctx *c, sdw_parquet_array *a, const uint8_t *p,
+                                     const uint8_t *end, int64_t at, int64_t nv, int64_t *present) {
+  rle_dec d;
+  rle_init(&d, p, end, 1);
+  int64_t pos = 0, count = 0;
+  while (pos < nv) {
+    if (!d.left && !rle_next_run(&d))
+      return CORRUPT("the definition levels are corrupt or end early");
+    int64_t k = d.left < (uint64_t)(nv - pos) ? (int64_t)d.left : nv - pos;
+    if (!d.packed) {
+      if (d.value) {
+        if (a->validity) set_bits(a->validity, at + pos, k);
+        count += k;
+      } else {
+        if (!a->validity) {
+          if (sdw_parquet_array_make_validity(a) != SDW_OK)
+            return chunk_fail(c, SDW_ERR_OUT_OF_MEMORY, "out of memory");
+          set_bits(a->validity, at, pos); /* this page's values so far */
+        }
+        fill_bits(a->validity, at + pos, k, 0);
+      }
+    } else {
+      for (int64_t j = 0; j < k; j++) {
+        uint64_t bit = d.bit + (uint64_t)j;
+        int v = (d.bp[bit >> 3] >> (bit & 7)) & 1;
+        int64_t i = at + pos + j;
+        if (v) {
+          count++;
+          if (a->validity) a->validity[i >> 3] |= (uint8_t)(1u << (i & 7));
+        } else {
+          if (!a->validity) {
+            if (sdw_parquet_array_make_validity(a) != SDW_OK)
+              return chunk_fail(c, SDW_ERR_OUT_OF_MEMORY, "out of memory");
+            set_bits(a->validity, at, pos + j);
+          }
+          a->validity[i >> 3] &= (uint8_t) ~(1u << (i & 7));
+        }
+      }
+      d.bit += (uint64_t)k;
+    }
+    d.left -= (uint64_t)k;
+    pos += k;
+  }
+  *present = count;
+  return SDW_OK;
+}
+
+/* Moves n dense values of vs bytes at v[0..present) to the present slots
+ * of v[0..n) (validity bits from bit `at`), zeroing the null slots. */
+#define SPREAD(T)                                                                                  \
+  do {                                                                                             \
+    T *x = (T *)v;                                                                                 \
+    for (int64_t i = n - 1; i >= 0; i--) {                                                         \
+      int64_t b = at + i;                                                                          \
+      if ((valid[b >> 3] >> (b & 7)) & 1)                                                          \
+        x[i] = x[--k];                                                                             \
+      else                                                                                         \
+        x[i] = 0;                                                                                  \
+    }                                                                                              \
+  } while (0)
+
+static void spread_values(uint8_t *v, size_t vs, const uint8_t *valid, int64_t at, int64_t n,
+                          int64_t present) {
+  int64_t k = present;
+  if (vs == 8)
+    SPREAD(uint64_t);
+  else if (vs == 4)
+    SPREAD(uint32_t);
+  else
+    SPREAD(uint8_t);
 }
 
 static int bit_width(int v) {
@@ -1468,7 +1564,9 @@ static sdw_status read_data_page(chunk_ctx *c, const page_header *h, const uint8
   SDW_TRY(reserve_values(c, a, nv));
   const int64_t at = a->length;
   int64_t present = nv;
-  if (col->max_def_level > 0 && nv > 0) {
+  if (col->max_def_level == 1 && nv > 0) {
+    SDW_TRY(levels_to_validity(c, a, levels, levels_end, at, nv, &present));
+  } else if (col->max_def_level > 0 && nv > 0) {
     SDW_TRY(scratch_u32(c, (size_t)nv));
     rle_dec d;
     rle_init(&d, levels, levels_end, bit_width(col->max_def_level));
@@ -1512,15 +1610,7 @@ static sdw_status read_data_page(chunk_ctx *c, const page_header *h, const uint8
       }
     } else {
       size_t vs = sdw_parquet_value_size(col->type);
-      uint8_t *v = (uint8_t *)a->values + (size_t)at * vs;
-      for (int64_t i = nv - 1; i >= 0; i--) {
-        if (sdw_parquet_array_is_valid(a, at + i)) {
-          k--;
-          if (k != i) memcpy(v + (size_t)i * vs, v + (size_t)k * vs, vs);
-        } else {
-          memset(v + (size_t)i * vs, 0, vs);
-        }
-      }
+      spread_values((uint8_t *)a->values + (size_t)at * vs, vs, a->validity, at, nv, present);
     }
   }
   a->length += nv;
@@ -1566,8 +1656,13 @@ static sdw_status read_chunk(const sdw_parquet_file *f, int rg, int ci, sdw_parq
    * so that a footer lying about its rows cannot make us allocate. */
   if (st == SDW_OK && rows > 0) {
     size_t vs = sdw_parquet_value_size(c->col->type);
-    if ((uint64_t)rows <= ((uint64_t)(end - p) * 64 + 65536) / (vs ? vs : 8))
-      st = reserve_values(c, a, rows);
+    uint64_t plausible = (uint64_t)(end - p) * 64 + 65536;
+    if ((uint64_t)rows <= plausible / (vs ? vs : 8)) st = reserve_values(c, a, rows);
+    /* string bytes: at least the chunk's uncompressed size when plain */
+    int64_t unc = c->ch->total_uncompressed_size;
+    if (st == SDW_OK && c->col->type == SDW_PARQUET_BYTE_ARRAY && unc > 0 &&
+        (uint64_t)unc <= plausible && (uint64_t)unc < c->budget / 2)
+      st = reserve_data(c, a, (size_t)unc);
   }
   int64_t done = 0;
   while (st == SDW_OK && done < rows) {

@@ -41,7 +41,8 @@ def ensure_venv():
         subprocess.check_call([sys.executable, "-m", "venv", VENV])
         subprocess.check_call([os.path.join(VENV, "bin", "pip"), "install", "-q", "pyarrow",
                                "pandas"])
-    if os.path.realpath(sys.executable) != os.path.realpath(py):
+    # a venv's python is a symlink to the system one: compare prefixes
+    if os.path.realpath(sys.prefix) != os.path.realpath(VENV):
         os.execv(py, [py] + sys.argv)
 
 
