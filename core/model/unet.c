@@ -601,11 +601,23 @@ static sdw_status alloc_zero_like(sdw_arena *arena, sdw_ctx *ctx, sdw_tensor *ou
   return ctx->ops->fill(ctx, out, 0.0f);
 }
 
+/* The first numel(like) elements of buf, shaped like `like`. */
+static sdw_tensor front_view(const sdw_tensor *buf, const sdw_tensor *like) {
+  SDW_ASSERT(sdw_tensor_numel(like) <= sdw_tensor_numel(buf));
+  sdw_tensor v = *like;
+  v.data = buf->data;
+  v.dtype = buf->dtype;
+  v.device = buf->device;
+  return v;
+}
+
 /* Walks the program in reverse. dh is the gradient of the current node's
  * output; CAT splits it and pushes the skip's share on a gradient stack,
  * PUSH pops that share back into dh (the skip and the main path were the
- * same tensor). Each node's input gradient is a fresh zeroed tensor: the
- * ops accumulate. */
+ * same tensor). A node's input gradient is a zeroed view of one of two
+ * ping-pong buffers (the other holds dh; the ops accumulate), so the chain
+ * costs two of the largest node tensors whatever the depth; only the skip
+ * gradients, alive from their CAT to their PUSH, are allocated one by one. */
 static sdw_status backward_impl(sdw_unet *m, sdw_unet *g, sdw_arena *arena,
                                 const sdw_unet_saved *sv, const sdw_tensor *dout, sdw_tensor *dx,
                                 sdw_tensor *dcontext) {
@@ -615,17 +627,28 @@ static sdw_status backward_impl(sdw_unet *m, sdw_unet *g, sdw_arena *arena,
   const sdw_tensor *cond = sv->context.data ? &sv->context : NULL;
   if (!cond) dcontext = NULL;
 
+  int64_t biggest = sdw_tensor_numel(&sv->head_in);
+  for (int i = 1; i < m->node_count; i++)
+    if (sdw_tensor_numel(&sv->nodes[i].in) > biggest) biggest = sdw_tensor_numel(&sv->nodes[i].in);
+  sdw_tensor buf[2];
+  SDW_TRY(sdw_unet_alloc(arena, ctx, &buf[0], 1, (int64_t[]){biggest}));
+  SDW_TRY(sdw_unet_alloc(arena, ctx, &buf[1], 1, (int64_t[]){biggest}));
+  int cur = 0; /* buf[cur] holds dh */
+
   /* output head: conv_out(silu(GN(h))) */
   sdw_tensor da, dn, dh;
+  const size_t head_mark = sdw_arena_mark(arena);
   SDW_TRY(alloc_zero_like(arena, ctx, &da, &sv->head_a));
   SDW_TRY(ops->conv2d_backward(ctx, &sv->head_a, &m->conv_out_w, dout, 1,
                                (c->conv_out_kernel - 1) / 2, &da, &g->conv_out_w, &g->conv_out_b));
   SDW_TRY(alloc_zero_like(arena, ctx, &dn, &sv->head_n));
   SDW_TRY(ops->silu_backward(ctx, &sv->head_n, &da, &dn));
-  SDW_TRY(alloc_zero_like(arena, ctx, &dh, &sv->head_in));
+  dh = front_view(&buf[cur], &sv->head_in);
+  SDW_TRY(ops->fill(ctx, &dh, 0.0f));
   SDW_TRY(ops->group_norm_backward(ctx, &sv->head_in, &m->norm_out_w, &sv->head_mean,
                                    &sv->head_rstd, &dn, c->norm_groups, &dh, &g->norm_out_w,
                                    &g->norm_out_b));
+  sdw_arena_reset_to(arena, head_mark);
 
   /* every ResBlock's time projection sums into dtemb_act */
   sdw_tensor dtemb_act;
@@ -636,14 +659,19 @@ static sdw_status backward_impl(sdw_unet *m, sdw_unet *g, sdw_arena *arena,
   for (int i = m->node_count - 1; i >= 0; i--) {
     const sdw_unet_node *n = &m->nodes[i];
     const sdw_unet_node_saved *ns = &sv->nodes[i];
-    /* the first node's input is the UNet input: its gradient is the caller's dx */
-    const bool first = i == 0;
-    sdw_tensor din = {0};
-    if (n->kind == SDW_UNET_NODE_CONV || n->kind == SDW_UNET_NODE_RES ||
-        n->kind == SDW_UNET_NODE_TFM || n->kind == SDW_UNET_NODE_CAT) {
-      if (!first) SDW_TRY(alloc_zero_like(arena, ctx, &din, &ns->in));
+    if (n->kind == SDW_UNET_NODE_PUSH) {
+      /* in == out: the main path's gradient plus the skip's */
+      SDW_ASSERT(sp > 0 && i > 0);
+      SDW_TRY(ops->axpby(ctx, 1.0f, &stack[--sp], 1.0f, &dh));
+      continue;
     }
-    sdw_tensor *dinp = first ? dx : &din;
+    /* the first node's input is the UNet input: its gradient is the caller's dx */
+    sdw_tensor din = {0}, *dinp = dx;
+    if (i > 0) {
+      din = front_view(&buf[1 - cur], &ns->in);
+      SDW_TRY(ops->fill(ctx, &din, 0.0f));
+      dinp = &din;
+    }
     switch (n->kind) {
     case SDW_UNET_NODE_CONV:
       SDW_TRY(sdw_unet_conv_backward(ctx, arena, &m->convs[n->index], &g->convs[n->index],
@@ -658,20 +686,16 @@ static sdw_status backward_impl(sdw_unet *m, sdw_unet *g, sdw_arena *arena,
       SDW_TRY(sdw_unet_transformer_backward(ctx, arena, &m->tfm[n->index], &g->tfm[n->index], cond,
                                             &ns->u.tfm, &dh, dinp, dcontext));
       break;
-    case SDW_UNET_NODE_CAT: {
-      SDW_ASSERT(sp < m->max_skips && !first);
+    case SDW_UNET_NODE_CAT:
+      SDW_ASSERT(sp < m->max_skips && i > 0);
       SDW_TRY(alloc_zero_like(arena, ctx, &stack[sp], &ns->skip));
       SDW_TRY(ops->concat_channels_backward(ctx, &dh, &din, &stack[sp]));
       sp++;
       break;
-    }
-    case SDW_UNET_NODE_PUSH:
-      /* in == out: the main path's gradient plus the skip's */
-      SDW_ASSERT(sp > 0 && !first);
-      SDW_TRY(ops->axpby(ctx, 1.0f, &stack[--sp], 1.0f, &dh));
-      continue;
+    case SDW_UNET_NODE_PUSH: break;
     }
     dh = din;
+    cur = 1 - cur;
   }
   SDW_ASSERT(sp == 0);
 
