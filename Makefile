@@ -136,8 +136,8 @@ check: test
 FUZZ_SECONDS ?= 60
 FUZZ_SRCS := $(sort $(wildcard tests/fuzz/*.c))
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build/fuzz/%)
-FUZZ_LIB_SRCS := $(sort $(wildcard core/base/*.c)) pipeline/tar.c pipeline/image_codec.c \
-                 pipeline/image_resize.c
+FUZZ_LIB_SRCS := $(sort $(wildcard core/base/*.c pipeline/parquet_*.c)) pipeline/thrift_compact.c \
+                 pipeline/tar.c pipeline/image_codec.c pipeline/image_resize.c
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB_SRCS)
 	@mkdir -p $(@D)
 	clang -std=c11 -D_GNU_SOURCE -O1 -g -I. -fsanitize=fuzzer,address,undefined \
