@@ -6,5 +6,7 @@
 const sdw_pipeline_stage sdw_pipeline_stages[] = {
     {"status", "print every stage's state, counts, throughput and failures for a data directory",
      sdw_pipeline_status_main},
+    {"filter", "filter LAION metadata parquet files with the seed's rules into one parquet file",
+     sdw_pipeline_filter_main},
     {NULL, NULL, NULL},
 };

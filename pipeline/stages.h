@@ -19,5 +19,7 @@ extern const sdw_pipeline_stage sdw_pipeline_stages[];
 
 /* `sdw pipeline status DIR`: every stage's manifest as a table. */
 int sdw_pipeline_status_main(int argc, char **argv);
+/* `sdw pipeline filter` (pipeline/stage_filter.c). */
+int sdw_pipeline_filter_main(int argc, char **argv);
 
 #endif
