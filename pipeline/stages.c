@@ -8,5 +8,7 @@ const sdw_pipeline_stage sdw_pipeline_stages[] = {
      sdw_pipeline_status_main},
     {"filter", "filter LAION metadata parquet files with the seed's rules into one parquet file",
      sdw_pipeline_filter_main},
+    {"download", "download URL lists into WebDataset shards in img2dataset's layout",
+     sdw_pipeline_download_main},
     {NULL, NULL, NULL},
 };

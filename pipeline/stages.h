@@ -21,5 +21,7 @@ extern const sdw_pipeline_stage sdw_pipeline_stages[];
 int sdw_pipeline_status_main(int argc, char **argv);
 /* `sdw pipeline filter` (pipeline/stage_filter.c). */
 int sdw_pipeline_filter_main(int argc, char **argv);
+/* `sdw pipeline download` (pipeline/stage_download.c). */
+int sdw_pipeline_download_main(int argc, char **argv);
 
 #endif
