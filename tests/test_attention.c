@@ -446,3 +446,43 @@ SDW_TEST(attention_scratch_exhausted_is_out_of_memory) {
   free(x), free(out), free(lse), free(dx);
   sdw_ctx_destroy(ctx);
 }
+
+/* Degenerate sizes: no keys at all (every query gets zeros and lse = -inf,
+ * gradients stay as they were) and an empty batch. */
+SDW_TEST(attention_empty_sizes) {
+  sdw_ctx *ctx = make_ctx();
+  REQUIRE(ctx);
+  enum { TQ = 5, H = 2, DH = 8 };
+  float *q = sdw_test_alloc_guarded(TQ * H * DH, "q"), *kv = sdw_test_alloc_guarded(1, "kv");
+  float *out = sdw_test_alloc_guarded(TQ * H * DH, "out"),
+        *lse = sdw_test_alloc_guarded(H * TQ, "lse");
+  float *dq = sdw_test_alloc_guarded(TQ * H * DH, "dq");
+  for (int i = 0; i < TQ * H * DH; i++)
+    q[i] = (float)i, dq[i] = 1.0f;
+  sdw_tensor tq = sdw_tensor_4d(q, SDW_F32, 1, TQ, H, DH);
+  sdw_tensor tkv = sdw_tensor_4d(kv, SDW_F32, 1, 0, H, DH);
+  sdw_tensor tout = sdw_tensor_4d(out, SDW_F32, 1, TQ, H, DH);
+  sdw_tensor tlse = sdw_tensor_3d(lse, SDW_F32, 1, H, TQ);
+  sdw_tensor tdq = sdw_tensor_4d(dq, SDW_F32, 1, TQ, H, DH);
+  CHECK_OK(ctx->ops->attention_forward(ctx, &tq, &tkv, &tkv, NULL, false, 0.5f, &tout, &tlse));
+  for (int i = 0; i < TQ * H * DH; i++)
+    CHECK(out[i] == 0.0f);
+  for (int i = 0; i < H * TQ; i++)
+    CHECK(lse[i] == -INFINITY);
+  CHECK_OK(ctx->ops->attention_backward(ctx, &tq, &tkv, &tkv, NULL, false, 0.5f, &tout, &tlse,
+                                        &tout, &tdq, NULL, NULL));
+  for (int i = 0; i < TQ * H * DH; i++)
+    CHECK(dq[i] == 1.0f);
+  sdw_tensor none = sdw_tensor_4d(q, SDW_F32, 0, TQ, H, DH);
+  sdw_tensor none_lse = sdw_tensor_3d(lse, SDW_F32, 0, H, TQ);
+  CHECK_OK(
+      ctx->ops->attention_forward(ctx, &none, &none, &none, NULL, true, 0.5f, &none, &none_lse));
+  CHECK_OK(ctx->ops->attention_backward(ctx, &none, &none, &none, NULL, true, 0.5f, &none,
+                                        &none_lse, &none, &none, &none, &none));
+  CHECK_GUARD(out);
+  CHECK_GUARD(lse);
+  CHECK_GUARD(dq);
+  sdw_test_free_guarded(q), sdw_test_free_guarded(kv), sdw_test_free_guarded(out);
+  sdw_test_free_guarded(lse), sdw_test_free_guarded(dq);
+  sdw_ctx_destroy(ctx);
+}

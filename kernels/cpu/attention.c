@@ -87,7 +87,7 @@ enum { ATTN_BQ_MAX = 256, ATTN_BK_MAX = 512 };
 static int64_t attn_block_rows(int64_t pairs, int64_t tq, int threads) {
   if (tq <= 0) return 1;
   int64_t blocks = (tq + ATTN_BQ_MAX - 1) / ATTN_BQ_MAX;
-  if (pairs * blocks < threads) blocks = (threads + pairs - 1) / pairs;
+  if (pairs > 0 && pairs * blocks < threads) blocks = (threads + pairs - 1) / pairs;
   int64_t bq = round_up((tq + blocks - 1) / blocks, 16);
   return bq < tq ? bq : tq;
 }

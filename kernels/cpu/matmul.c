@@ -10,8 +10,9 @@
 /* Leading dimensions passed to cblas must be >= 1 even for empty operands. */
 static int ld_of(int64_t n) { return n > 1 ? (int)n : 1; }
 
-/* Elements below which a loop is not worth waking the threads. */
-enum { MATMUL_PARALLEL_MIN = 1 << 15 };
+/* Elements below which a loop is not worth waking the threads (a few
+ * microseconds of work on one core). */
+enum { MATMUL_PARALLEL_MIN = 1 << 16 };
 
 /* x[*,K], w[N,K], b[N] or NULL -> y[*,N] */
 sdw_status sdw_cpu_linear_forward(sdw_ctx *ctx, const sdw_tensor *x, const sdw_tensor *w,
