@@ -6,6 +6,8 @@
 const sdw_pipeline_stage sdw_pipeline_stages[] = {
     {"status", "print every stage's state, counts, throughput and failures for a data directory",
      sdw_pipeline_status_main},
+    {"metadata", "download a Hugging Face dataset repo's parquet files (LAION metadata)",
+     sdw_pipeline_metadata_main},
     {"filter", "filter LAION metadata parquet files with the seed's rules into one parquet file",
      sdw_pipeline_filter_main},
     {"download", "download URL lists into WebDataset shards in img2dataset's layout",

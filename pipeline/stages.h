@@ -19,6 +19,8 @@ extern const sdw_pipeline_stage sdw_pipeline_stages[];
 
 /* `sdw pipeline status DIR`: every stage's manifest as a table. */
 int sdw_pipeline_status_main(int argc, char **argv);
+/* `sdw pipeline metadata` (pipeline/stage_metadata.c). */
+int sdw_pipeline_metadata_main(int argc, char **argv);
 /* `sdw pipeline filter` (pipeline/stage_filter.c). */
 int sdw_pipeline_filter_main(int argc, char **argv);
 /* `sdw pipeline download` (pipeline/stage_download.c). */
