@@ -31,6 +31,7 @@ if ! "$venv/bin/python" -c 'import img2dataset, cv2, pyarrow' 2>/dev/null; then
   "$venv/bin/pip" install -q img2dataset==1.47.0
 fi
 export NO_ALBUMENTATIONS_UPDATE=1
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost # all traffic stays on loopback
 PY="$PWD/$venv/bin/python"
 cpus=$(nproc)
 

@@ -27,7 +27,8 @@ if ! "$venv/bin/python" -c 'import webdataset, pyarrow, img2dataset, cv2' 2>/dev
   "$venv/bin/pip" install -q webdataset pyarrow img2dataset==1.47.0
 fi
 PY="$PWD/$venv/bin/python"
-export NO_ALBUMENTATIONS_UPDATE=1 # no version check over the network
+export NO_ALBUMENTATIONS_UPDATE=1
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost # all traffic stays on loopback # no version check over the network
 CASES="$PWD/tests/cli/download_cases.py"
 
 tmp=$(mktemp -d)
@@ -51,13 +52,18 @@ export SOURCE_DATE_EPOCH=1700000000
 "$SDW" pipeline download --data "$tmp/m" --input "$tmp/matrix.parquet" --image-size 256 \
   --number-sample-per-shard 10 --timeout 2 --retries 1 --max-redirects 3 --max-bytes 2000000 \
   --concurrency 16 2>"$tmp/m.log" || { cat "$tmp/m.log"; exit 1; }
-curl -s -A test-harness "http://127.0.0.1:$port/stats" >"$tmp/stats.json"
+server_stats() { # the server's request counts (the harness's own user agent is left out)
+  python3 -c 'import sys, urllib.request
+r = urllib.request.Request(sys.argv[1], headers={"User-Agent": "test-harness"})
+sys.stdout.write(urllib.request.urlopen(r, timeout=10).read().decode())' "http://127.0.0.1:$port/stats"
+}
+server_stats >"$tmp/stats.json"
 "$PY" "$CASES" check "$tmp" "$tmp/m/shards" "$tmp/m/manifests/download.json" "$tmp/stats.json"
 "$SDW" pipeline status "$tmp/m" | grep -q '^download  *done'
 
 # a second run finds every shard done and downloads nothing
 requests() { # what the server saw, less the harness's own /stats calls
-  curl -s -A test-harness "http://127.0.0.1:$port/stats" | python3 -c 'import json, sys
+  server_stats | python3 -c 'import json, sys
 d = json.load(sys.stdin); d["hits"].pop("/stats", None); d["agents"].pop("test-harness", None)
 print(json.dumps(d, sort_keys=True))'
 }
