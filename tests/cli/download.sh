@@ -27,8 +27,8 @@ if ! "$venv/bin/python" -c 'import webdataset, pyarrow, img2dataset, cv2' 2>/dev
   "$venv/bin/pip" install -q webdataset pyarrow img2dataset==1.47.0
 fi
 PY="$PWD/$venv/bin/python"
-export NO_ALBUMENTATIONS_UPDATE=1
-export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost # all traffic stays on loopback # no version check over the network
+export NO_ALBUMENTATIONS_UPDATE=1 # no version check over the network
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost # all traffic stays on loopback
 CASES="$PWD/tests/cli/download_cases.py"
 
 tmp=$(mktemp -d)
