@@ -10,6 +10,7 @@
 #include "core/base/safetensors.h"
 #include "core/diffusion/txt2img.h"
 #include "core/model/seed_checkpoint.h"
+#include "core/model/unet_ldm.h"
 #include "core/model/weights.h"
 
 static const char *const layout_names[] = {"UNet folder", "UNet weights file", "diffusers pipeline",
@@ -221,10 +222,12 @@ static sdw_status open_unet(sdw_ctx *ctx, const char *model, sdw_txt2img_layout 
     break;
   }
   case SDW_TXT2IMG_LAYOUT_LDM:
-    return sdw_fail(SDW_ERR_UNSUPPORTED,
-                    "%s: the UNet of LDM single files cannot be read yet (its key mapping is "
-                    "still missing) — use the model as a diffusers pipeline folder",
-                    model);
+    /* frees s->unet itself on failure; configuration: unet/config.json
+     * beside the file, else read off a seed UNet, else SD 1.x's */
+    st = sdw_unet_open_ldm(s->unet, ctx, model, NULL, ema == 1);
+    s->unet_ready = st == SDW_OK;
+    snprintf(s->hash_path, sizeof s->hash_path, "%s", model);
+    break;
   case SDW_TXT2IMG_LAYOUT_TORCH:
     st = open_unet_torch(ctx, model, ema, s);
     snprintf(s->hash_path, sizeof s->hash_path, "%s", model);
@@ -232,6 +235,32 @@ static sdw_status open_unet(sdw_ctx *ctx, const char *model, sdw_txt2img_layout 
   }
   sdw_weights_close(w);
   return st;
+}
+
+/* Whether the safetensors file at path has a tensor named prefix*. */
+static bool ldm_holds(const char *path, const char *prefix) {
+  sdw_safetensors *st = NULL;
+  if (sdw_safetensors_open(path, &st) != SDW_OK) return false;
+  bool found = false;
+  for (size_t i = 0; i < sdw_safetensors_count(st) && !found; i++)
+    found = strncmp(sdw_safetensors_at(st, i)->name, prefix, strlen(prefix)) == 0;
+  sdw_safetensors_close(st);
+  return found;
+}
+
+/* The part's configuration when it comes from an LDM single file: the
+ * diffusers-style <component>/config.json beside the file (as in a Hugging
+ * Face repository holding both forms), else NULL: the loader's SD 1.x
+ * preset. */
+static const char *ldm_part_config(const char *model, const char *component, char *buf,
+                                   size_t size) {
+  char dir[4096], sub[4096];
+  parent_dir(model, dir, sizeof dir);
+  if (!join(sub, sizeof sub, dir, component) || !join(buf, size, sub, "config.json") ||
+      !is_file(buf))
+    return NULL;
+  SDW_INFO("%s: %s configuration from %s", model, component, buf);
+  return buf;
 }
 
 /* Where a part comes from when the user did not say: the model folder's
@@ -242,7 +271,12 @@ static bool find_part(const char *model, sdw_txt2img_layout layout, const char *
   char dir[4096], index[4096];
   switch (layout) {
   case SDW_TXT2IMG_LAYOUT_DIFFUSERS: return join(buf, size, model, component) && is_dir(buf);
-  case SDW_TXT2IMG_LAYOUT_LDM: snprintf(buf, size, "%s", model); return true;
+  case SDW_TXT2IMG_LAYOUT_LDM:
+    /* the file itself when it holds the part (sdw convert's LDM files hold
+     * only a UNet) */
+    snprintf(buf, size, "%s", model);
+    return ldm_holds(model,
+                     strcmp(component, "vae") == 0 ? "first_stage_model." : "cond_stage_model.");
   case SDW_TXT2IMG_LAYOUT_BUNDLE:
     if (join(buf, size, model, component) && is_dir(buf)) return true;
     parent_dir(model, dir, sizeof dir);
@@ -283,13 +317,22 @@ static sdw_status open_parts(sdw_ctx *ctx, const sdw_txt2img_source *src, open_s
   if (!s->unet || !s->te || !s->vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
   SDW_TRY(sdw_tokenizer_load(src->vocab, src->tokenizer, &s->tok));
   SDW_TRY(open_unet(ctx, src->model, layout, src->ema, s));
-  sdw_status st = sdw_clip_text_open(s->te, ctx, te, NULL);
+  char te_config[4096], vae_config[4096];
+  const bool ldm = layout == SDW_TXT2IMG_LAYOUT_LDM;
+  sdw_status st =
+      sdw_clip_text_open(s->te, ctx, te,
+                         ldm && !src->text_encoder ? ldm_part_config(src->model, "text_encoder",
+                                                                     te_config, sizeof te_config)
+                                                   : NULL);
   if (st != SDW_OK) {
     sdw_error_prefix("text encoder");
     return st;
   }
   s->te_ready = true;
-  st = sdw_vae_open(s->vae, ctx, vae, NULL, SDW_VAE_DECODER);
+  st = sdw_vae_open(
+      s->vae, ctx, vae,
+      ldm && !src->vae ? ldm_part_config(src->model, "vae", vae_config, sizeof vae_config) : NULL,
+      SDW_VAE_DECODER);
   if (st != SDW_OK) {
     sdw_error_prefix("VAE");
     return st;

@@ -10,6 +10,7 @@
 
 #include "core/base/safetensors.h"
 #include "core/model/unet_blocks.h"
+#include "core/model/unet_ldm.h"
 #include "core/model/weights.h"
 
 /* --- planning ------------------------------------------------------------ */
@@ -362,6 +363,8 @@ static sdw_status check_no_extra(const sdw_unet *m, const sdw_weights *w) {
 }
 
 sdw_status sdw_unet_load_weights(sdw_unet *m, const sdw_weights *w, const sdw_weights_map *map) {
+  /* an LDM single file: its UNet's names (core/model/unet_ldm.h) */
+  if (!map && sdw_unet_ldm_is_ldm(w)) return sdw_unet_load_ldm(m, w, false);
   SDW_TRY(sdw_weights_load(w, map, &m->params, NULL));
   if (!map) SDW_TRY(check_no_extra(m, w));
   return SDW_OK;
@@ -378,6 +381,10 @@ sdw_status sdw_unet_load(sdw_unet *m, const char *path) {
 sdw_status sdw_unet_open(sdw_unet *m, sdw_ctx *ctx, const char *path) {
   sdw_weights *w;
   SDW_TRY(sdw_weights_open(path, "unet", &w));
+  if (sdw_unet_ldm_is_ldm(w)) {
+    sdw_weights_close(w);
+    return sdw_unet_open_ldm(m, ctx, path, NULL, false);
+  }
   sdw_unet_config cfg;
   const char *config = sdw_weights_config_path(w);
   sdw_status st = config ? sdw_unet_config_from_json(config, &cfg)
