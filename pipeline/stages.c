@@ -12,5 +12,9 @@ const sdw_pipeline_stage sdw_pipeline_stages[] = {
      sdw_pipeline_filter_main},
     {"download", "download URL lists into WebDataset shards in img2dataset's layout",
      sdw_pipeline_download_main},
+    {"preprocess", "validate and tokenize shard samples into the token cache (one parquet per shard)",
+     sdw_pipeline_preprocess_main},
+    {"build", "merge the token cache, seeded shuffle, train/val split and dataset_config.json",
+     sdw_pipeline_build_main},
     {NULL, NULL, NULL},
 };

@@ -25,5 +25,9 @@ int sdw_pipeline_metadata_main(int argc, char **argv);
 int sdw_pipeline_filter_main(int argc, char **argv);
 /* `sdw pipeline download` (pipeline/stage_download.c). */
 int sdw_pipeline_download_main(int argc, char **argv);
+/* `sdw pipeline preprocess` (pipeline/stage_preprocess.c). */
+int sdw_pipeline_preprocess_main(int argc, char **argv);
+/* `sdw pipeline build` (pipeline/stage_build.c). */
+int sdw_pipeline_build_main(int argc, char **argv);
 
 #endif
