@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <fnmatch.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -46,6 +47,15 @@
 #endif
 
 enum { MAX_URLS = 256 };
+
+/* Set by SIGINT/SIGTERM: transfers abort (their .part files stay for a
+ * resume) and the stage ends "interrupted" with exit status 130. */
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
 
 typedef struct md_options {
   const char *data, *repo, *endpoint, *token, *local, *include;
@@ -303,6 +313,10 @@ static sdw_status http_get(const md_options *o, const char *url, membuf *b) {
     long code = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
     if (rc == CURLE_OK && code >= 200 && code < 300) break;
+    if (g_stop) {
+      st = sdw_fail(SDW_ERR_INTERRUPTED, "%s: interrupted", url);
+      break;
+    }
     if (rc == CURLE_OK && (code == 401 || code == 403)) {
       st = auth_error(o, url, code);
       break;
@@ -477,7 +491,7 @@ static int file_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_of
   cJSON_ReplaceItemInObject(d->m->extra, "bytes_done",
                             cJSON_CreateNumber((double)(d->base_done + d->have)));
   sdw_manifest_flush(d->m, false);
-  return 0;
+  return g_stop ? 1 : 0;
 }
 
 static sdw_status sha_check(const char *part, const md_file *f, bool *ok) {
@@ -562,6 +576,11 @@ static sdw_status download_file(const md_options *o, sdw_manifest *m, const md_f
       have = d.have;
     }
     if (fclose(fp) != 0 && rc == CURLE_OK) rc = CURLE_WRITE_ERROR;
+    if (g_stop) {
+      st = sdw_fail(SDW_ERR_INTERRUPTED, "%s: interrupted", f->url);
+      *reason = "interrupted";
+      break;
+    }
     if (!complete && rc == CURLE_OK && code == 416 && f->size < 0) {
       /* nothing past what we have: the part is the whole file */
       complete = true;
@@ -631,7 +650,9 @@ static sdw_status link_local(const md_file *f, const char *dest) {
 
 static sdw_status run_metadata(const md_options *o, int *failed) {
   md_list l = {0};
-  sdw_status st = SDW_OK;
+  sdw_manifest m;
+  sdw_status st = sdw_manifest_begin(&m, o->data, "metadata");
+  if (st != SDW_OK) return st;
   char outdir[2048];
   snprintf(outdir, sizeof outdir, "%s/metadata", o->data);
   if (o->url_count || o->local) {
@@ -661,12 +682,11 @@ static sdw_status run_metadata(const md_options *o, int *failed) {
   if (st == SDW_OK) st = sdw_mkdir_p(outdir);
   if (st != SDW_OK) {
     list_free(&l);
-    return st;
-  }
-  sdw_manifest m;
-  st = sdw_manifest_begin(&m, o->data, "metadata");
-  if (st != SDW_OK) {
-    list_free(&l);
+    sdw_manifest_set_message(&m, "%s", sdw_last_error());
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", sdw_last_error());
+    sdw_manifest_finish(&m, g_stop ? "interrupted" : "failed");
+    sdw_fail(st, "%s", msg); /* the manifest's own errors must not hide this one */
     return st;
   }
   int64_t bytes_total = 0;
@@ -687,6 +707,10 @@ static sdw_status run_metadata(const md_options *o, int *failed) {
   int64_t done = 0;
   sdw_status fatal = SDW_OK;
   for (int i = 0; i < l.n; i++) {
+    if (g_stop) {
+      fatal = SDW_ERR_INTERRUPTED;
+      break;
+    }
     const md_file *f = &l.f[i];
     char dest[4096];
     snprintf(dest, sizeof dest, "%s/%s", outdir, f->name);
@@ -705,6 +729,10 @@ static sdw_status run_metadata(const md_options *o, int *failed) {
       if (!present) sdw_manifest_count_out(&m, 1);
       sdw_manifest_add_output(&m, dest);
       done += f->size >= 0 ? f->size : (stat(dest, &sb) == 0 ? (int64_t)sb.st_size : 0);
+    } else if (fs == SDW_ERR_INTERRUPTED || g_stop) {
+      sdw_manifest_set_message(&m, "interrupted");
+      fatal = SDW_ERR_INTERRUPTED;
+      break;
     } else {
       sdw_manifest_count_failed(&m, reason ? reason : "io");
       sdw_manifest_set_message(&m, "%s", sdw_last_error());
@@ -719,7 +747,9 @@ static sdw_status run_metadata(const md_options *o, int *failed) {
     sdw_manifest_flush(&m, false);
   }
   list_free(&l);
-  sdw_status fs = sdw_manifest_finish(&m, fatal != SDW_OK || *failed ? "failed" : "done");
+  sdw_status fs = sdw_manifest_finish(&m, fatal == SDW_ERR_INTERRUPTED ? "interrupted"
+                                          : fatal != SDW_OK || *failed ? "failed"
+                                                                       : "done");
   if (fatal != SDW_OK) return fatal;
   return fs;
 }
@@ -733,9 +763,22 @@ int sdw_pipeline_metadata_main(int argc, char **argv) {
   }
   if (p) return 2;
   curl_global_init(CURL_GLOBAL_DEFAULT);
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  g_stop = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   int failed = 0;
   sdw_status st = run_metadata(&o, &failed);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
   curl_global_cleanup();
+  if (st == SDW_ERR_INTERRUPTED) {
+    fprintf(stderr, "sdw: pipeline metadata: interrupted; run it again to resume\n");
+    return 130;
+  }
   if (st != SDW_OK) {
     if (!failed) fprintf(stderr, "sdw: pipeline metadata: %s\n", sdw_last_error());
     return 1;

@@ -4,6 +4,7 @@
 
     hub_test_server.py --root DIR --port-file FILE --repo OWNER/NAME
                        [--token T] [--fail-first N] [--cut-first N] [--page-size K]
+                       [--chunk-delay-ms MS]
 
 Serves the files under DIR as the dataset repo:
   /api/datasets/REPO/tree/main?recursive=1   the Hub's listing: a JSON array of
@@ -15,6 +16,7 @@ Serves the files under DIR as the dataset repo:
   /stats                                     JSON: requests, ranges, auth headers seen
 Fault injection per file path: the first --fail-first requests answer 500;
 the next --cut-first send the headers and half the body, then close.
+--chunk-delay-ms: bodies go out in 16 KiB pieces with that pause after each.
 --token T: every request but /stats needs "Authorization: Bearer T", else 401.
 """
 import argparse
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -55,6 +58,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *a):
         pass
+
+    def handle(self):
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away mid-body (an interrupted or killed download)
 
     def send_body(self, code, body, ctype="application/json", extra=()):
         self.send_response(code)
@@ -134,7 +143,13 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 STATS["served_bytes"][rel] = STATS["served_bytes"].get(rel, 0) + len(body) // 2
             return
-        self.wfile.write(body)
+        if a.chunk_delay_ms:
+            for i in range(0, len(body), 16384):
+                self.wfile.write(body[i:i + 16384])
+                self.wfile.flush()
+                time.sleep(a.chunk_delay_ms / 1000)
+        else:
+            self.wfile.write(body)
         with LOCK:
             STATS["served_bytes"][rel] = STATS["served_bytes"].get(rel, 0) + len(body)
 
@@ -148,6 +163,7 @@ def main():
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--cut-first", type=int, default=0)
     ap.add_argument("--page-size", type=int, default=0)
+    ap.add_argument("--chunk-delay-ms", type=int, default=0)
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True
