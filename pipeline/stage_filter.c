@@ -39,6 +39,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -54,6 +55,15 @@
 #include "pipeline/stages.h"
 
 enum { MAX_INPUT_ARGS = 64 };
+
+/* Set by SIGINT/SIGTERM: the output is abandoned (nothing appears), the
+ * manifest says "interrupted" and the exit status is 130. */
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
 
 typedef struct filter_options {
   const char *data;
@@ -493,6 +503,10 @@ static sdw_status filter_file(filter_run *r, const char *path) {
   int64_t i = 0;
   for (; st == SDW_OK && i < rows; i++) {
     if (o->max_samples >= 0 && r->kept >= o->max_samples) break;
+    if ((i & 4095) == 0 && g_stop) {
+      st = sdw_fail(SDW_ERR_INTERRUPTED, "interrupted");
+      break;
+    }
     sdw_manifest_count_in(r->m, 1);
     const char *reason = NULL;
     size_t ul = 0, tl = 0;
@@ -697,7 +711,9 @@ static sdw_status run_filter(const filter_options *o, int *skipped) {
   set_free(&r.urls);
   list_free(&files);
   if (st != SDW_OK) sdw_manifest_set_message(&m, "%s", sdw_last_error());
-  sdw_status fs = sdw_manifest_finish(&m, st == SDW_OK ? "done" : "failed");
+  sdw_status fs = sdw_manifest_finish(&m, st == SDW_OK                ? "done"
+                                          : st == SDW_ERR_INTERRUPTED ? "interrupted"
+                                                                      : "failed");
   return st != SDW_OK ? st : fs;
 }
 
@@ -710,7 +726,20 @@ int sdw_pipeline_filter_main(int argc, char **argv) {
   }
   if (p) return 2;
   int skipped = 0;
+  struct sigaction sa, old_int, old_term;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  g_stop = 0;
+  sigaction(SIGINT, &sa, &old_int);
+  sigaction(SIGTERM, &sa, &old_term);
   sdw_status st = run_filter(&o, &skipped);
+  sigaction(SIGINT, &old_int, NULL);
+  sigaction(SIGTERM, &old_term, NULL);
+  if (st == SDW_ERR_INTERRUPTED) {
+    fprintf(stderr, "sdw: pipeline filter: interrupted; nothing written\n");
+    return 130;
+  }
   if (st != SDW_OK) {
     fprintf(stderr, "sdw: pipeline filter: %s\n", sdw_last_error());
     return 1;
