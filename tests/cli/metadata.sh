@@ -27,6 +27,7 @@ cleanup() {
 trap cleanup EXIT
 export SDW_METADATA_BACKOFF=0.02 # seconds before the first retry (doubled each time)
 unset HF_TOKEN
+export no_proxy=127.0.0.1,localhost NO_PROXY=127.0.0.1,localhost # loopback never via a proxy
 
 repo=laion/laion2B-en-aesthetic
 mkdir -p "$tmp/repo/data/sub"
@@ -46,7 +47,11 @@ server() { # NAME args... -> sets $port
 mf() { # MANIFEST PYTHON-EXPR-over-m: true or not
   python3 -c 'import json, sys; m = json.load(open(sys.argv[1])); sys.exit(0 if eval(sys.argv[2]) else 1)' "$@"
 }
-stats() { curl -s "http://127.0.0.1:$1/stats"; }
+stats() { # no curl binary needed
+  python3 -c 'import sys, urllib.request
+o = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+sys.stdout.write(o.open("http://127.0.0.1:%s/stats" % sys.argv[1]).read().decode())' "$1"
+}
 fail() {
   echo "FAIL: $*"
   exit 1
