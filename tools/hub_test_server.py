@@ -4,7 +4,7 @@
 
     hub_test_server.py --root DIR --port-file FILE --repo OWNER/NAME
                        [--token T] [--fail-first N] [--cut-first N] [--page-size K]
-                       [--chunk-delay-ms MS]
+                       [--chunk-delay-ms MS] [--cdn]
 
 Serves the files under DIR as the dataset repo:
   /api/datasets/REPO/tree/main?recursive=1   the Hub's listing: a JSON array of
@@ -13,6 +13,8 @@ Serves the files under DIR as the dataset repo:
         by --page-size with a Link: <...>; rel="next" header (cursor=N)
   /datasets/REPO/resolve/main/PATH           the file, with Range (206/416)
   /plain/PATH                                the file, without Range support
+  --cdn: resolve answers 302 to http://localhost:PORT/cdn/PATH (another host
+        name, no token needed, Range supported), as the Hub does for LFS files
   /stats                                     JSON: requests, ranges, auth headers seen
 Fault injection per file path: the first --fail-first requests answer 500;
 the next --cut-first send the headers and half the body, then close.
@@ -83,8 +85,11 @@ class Handler(BaseHTTPRequestHandler):
                 return self.send_body(200, json.dumps(STATS).encode())
         with LOCK:
             STATS["requests"][path] = STATS["requests"].get(path, 0) + 1
-            STATS["auth"].append(self.headers.get("Authorization"))
-        if a.token and self.headers.get("Authorization") != "Bearer " + a.token:
+            if path.startswith("/cdn/"):
+                STATS.setdefault("cdn_auth", []).append(self.headers.get("Authorization"))
+            else:
+                STATS["auth"].append(self.headers.get("Authorization"))
+        if a.token and not path.startswith("/cdn/") and self.headers.get("Authorization") != "Bearer " + a.token:
             return self.send_body(401, b'{"error":"Invalid credentials"}')
         api = "/api/datasets/%s/tree/main" % a.repo
         if path == api:
@@ -101,8 +106,15 @@ class Handler(BaseHTTPRequestHandler):
                 entries = entries[start:end]
             return self.send_body(200, json.dumps(entries).encode(), extra=extra)
         prefix = "/datasets/%s/resolve/main/" % a.repo
-        ranged = path.startswith(prefix)
-        if ranged:
+        if a.cdn and path.startswith(prefix):
+            # as the Hub sends LFS files to its CDN: another host name, same port
+            loc = "http://localhost:%d/cdn/%s" % (self.server.server_address[1],
+                                                  urllib.parse.quote(path[len(prefix):]))
+            return self.send_body(302, b"", "text/plain", [("Location", loc)])
+        ranged = path.startswith(prefix) or path.startswith("/cdn/")
+        if path.startswith("/cdn/"):
+            rel = path[len("/cdn/"):]
+        elif ranged:
             rel = path[len(prefix):]
         elif path.startswith("/plain/"):
             rel = path[len("/plain/"):]
@@ -164,6 +176,7 @@ def main():
     ap.add_argument("--cut-first", type=int, default=0)
     ap.add_argument("--page-size", type=int, default=0)
     ap.add_argument("--chunk-delay-ms", type=int, default=0)
+    ap.add_argument("--cdn", action="store_true")
     a = ap.parse_args()
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     srv.daemon_threads = True

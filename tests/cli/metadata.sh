@@ -199,7 +199,20 @@ s = json.load(sys.stdin)
 assert len(s["ranges"]) >= 3, s["ranges"]  # d3 resumed two, the kill -9 left at least one
 ' || fail "no Range resume after kill -9"
 
-# --- 8. usage -------------------------------------------------------------------------------------
+# --- 8. the Hub's redirect of LFS files to a CDN host: followed, Range kept, no token sent there --
+server s8 --repo "$repo" --token secret --cdn --fail-first 1 --cut-first 1
+HF_TOKEN=secret "$SDW" pipeline metadata --data "$tmp/d10" --endpoint "http://127.0.0.1:$port" \
+  2>"$tmp/log" || { cat "$tmp/log"; fail "cdn run"; }
+same_files "$tmp/d10/metadata"
+stats "$port" | python3 -c '
+import json, sys
+s = json.load(sys.stdin)
+assert set(s["auth"]) == {"Bearer secret"}, s["auth"]
+assert set(s["cdn_auth"]) == {None}, s["cdn_auth"]  # the token stays on the Hub
+assert any(r[1] != "bytes=0-" for r in s["ranges"]), s["ranges"]
+' || fail "cdn redirect"
+
+# --- 9. usage -------------------------------------------------------------------------------------
 set +e
 "$SDW" pipeline metadata 2>/dev/null
 [ $? -eq 2 ] || fail "no --data is not a usage error"
