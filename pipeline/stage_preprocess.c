@@ -13,7 +13,8 @@
  *   no_caption       neither .txt nor a .json with caption/TEXT
  *   caption_too_long caption over --max-caption-bytes bytes (sdw's guard
  *                    against hostile text; the seed has none; 0: no limit)
- *   empty_caption    nothing left after strip()
+ *   empty_caption    nothing left after strip() (Python's: ASCII and Unicode
+ *                    whitespace)
  *   short_caption    fewer than --min-caption (10) code points after strip()
  *   decode_error     not decodable (pipeline/image.h: JPEG/PNG/WebP sniffed
  *                    from the bytes as PIL does, bomb limits before decoding)
@@ -49,6 +50,10 @@
  * Footer metadata: sdw.tokenizer ("hf"/"clip"), sdw.format
  * ("sdw-token-cache/1"). A shard that holds no valid sample still gets a
  * file with zero rows.
+ *
+ * The seed instead wrote batch_NNNNNN.parquet files of 5000 rows and kept a
+ * processed_shards.txt log; one file per shard makes "this shard is done"
+ * the existence of its output, with nothing else to keep consistent.
  *
  * Resume: a shard whose output exists is done and skipped (its rows count as
  * "skipped"), so a killed run started again ends with every shard exactly
@@ -229,10 +234,49 @@ static int cmp_member(const void *a, const void *b) {
   return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-static bool is_space(unsigned char c) {
-  /* Python's str.strip() on ASCII whitespace (and the separators \x1c-\x1f);
-   * Unicode spaces are left in place. */
-  return c == ' ' || (c >= '\t' && c <= '\r') || (c >= 0x1c && c <= 0x1f);
+/* Python's str.isspace() for one code point: what str.strip() removes. */
+static bool is_space_cp(uint32_t c) {
+  return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 ||
+         c == 0x1680 || (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F ||
+         c == 0x205F || c == 0x3000;
+}
+
+/* Length of the well-formed UTF-8 sequence at s[0..n) and its code point, or
+ * 0 when it is not one (such bytes are never whitespace). */
+static size_t utf8_at(const unsigned char *s, size_t n, uint32_t *cp) {
+  if (n == 0) return 0;
+  if (s[0] < 0x80) {
+    *cp = s[0];
+    return 1;
+  }
+  size_t len = s[0] >= 0xF0 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC0 ? 2 : 0;
+  if (!len || len > n) return 0;
+  uint32_t c = s[0] & (0x7F >> len);
+  for (size_t i = 1; i < len; i++) {
+    if ((s[i] & 0xC0) != 0x80) return 0;
+    c = c << 6 | (s[i] & 0x3F);
+  }
+  *cp = c;
+  return len;
+}
+
+/* strip(): removes leading and trailing whitespace of text[0..*n). */
+static const char *strip_text(const char *text, size_t *n) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t len = *n;
+  uint32_t cp;
+  size_t k;
+  while ((k = utf8_at(s, len, &cp)) && is_space_cp(cp))
+    s += k, len -= k;
+  while (len > 0) {
+    size_t start = len - 1; /* back up to the start of the last sequence */
+    while (start > 0 && (s[start] & 0xC0) == 0x80 && len - start < 4)
+      start--;
+    if (!(k = utf8_at(s + start, len - start, &cp)) || start + k != len || !is_space_cp(cp)) break;
+    len = start;
+  }
+  *n = len;
+  return (const char *)s;
 }
 
 static size_t utf8_chars(const char *s, size_t n) {
@@ -311,10 +355,7 @@ static const char *sample_caption(const pre_options *o, const sample *s, char **
     cJSON_Delete(doc);
     return "caption_too_long";
   }
-  while (n && is_space((unsigned char)text[0]))
-    text++, n--;
-  while (n && is_space((unsigned char)text[n - 1]))
-    n--;
+  text = strip_text(text, &n);
   const char *reason = NULL;
   if (n == 0)
     reason = "empty_caption";

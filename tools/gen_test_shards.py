@@ -7,9 +7,10 @@ tarfile for the shards and a zlib+struct PNG writer for the images (named
 Each shard cycles through sample kinds, one per key, and expected.json says
 what the seed's rules (SEED.md §3.4) make of each:
   ok          a textured 260x300 image and a caption in <key>.txt
-  ok_json     caption only in <key>.json ("caption")
+  ok_json     caption only in <key>.json ("caption"), non-ASCII text
   ok_text     caption only in <key>.json ("TEXT")
-  ok_padded   caption with surrounding whitespace (stored stripped)
+  ok_padded   caption with surrounding ASCII and Unicode whitespace (stored
+              stripped, as str.strip() does)
   ok_long     a 400-character caption (kept, tokens truncated to 77)
   decode      <key>.jpg holds bytes that are no image       -> decode_error
   small       a 200x300 image (a side < 256)                -> too_small
@@ -99,11 +100,12 @@ def sample(kind, i):
     if kind == "ok":
         m = {"jpg": img, "txt": cap.encode()}
     elif kind == "ok_json":
+        cap = "caf\u00e9 \u2615 & <b>bold</b> &amp; %d \U0001F600 \u00a0x" % i
         m = {"jpg": img, "json": json.dumps({"caption": cap, "url": "http://x/%d" % i}).encode()}
     elif kind == "ok_text":
         m = {"jpg": img, "json": json.dumps({"TEXT": cap}).encode()}
     elif kind == "ok_padded":
-        m = {"jpg": img, "txt": ("  \t" + cap + " \n").encode()}
+        m = {"jpg": img, "txt": ("  \t\u3000" + cap + " \xa0\n").encode()}
     elif kind == "ok_long":
         cap = ("word%d " % i) * 60
         cap = cap.strip()
