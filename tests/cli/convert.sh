@@ -140,4 +140,4 @@ expect_error 2 "--dtype is fp32, fp16 or bf16, not 'f8'" "$G/checkpoint.pt" "$tm
 expect_error 2 "--format is safetensors, diffusers or ldm" "$G/checkpoint.pt" "$tmp/bad" --format ckpt
 expect_error 2 "--config is for --format diffusers" "$G/checkpoint.pt" "$tmp/bad.safetensors" \
   --config "$G/config.json"
-"$SDW" convert --help | grep -q '^usage: sdw convert IN OUT'
+"$SDW" convert --help | grep >/dev/null '^usage: sdw convert IN OUT'

@@ -59,7 +59,7 @@ sys.stdout.write(urllib.request.urlopen(r, timeout=10).read().decode())' "http:/
 }
 server_stats >"$tmp/stats.json"
 "$PY" "$CASES" check "$tmp" "$tmp/m/shards" "$tmp/m/manifests/download.json" "$tmp/stats.json"
-"$SDW" pipeline status "$tmp/m" | grep -q '^download  *done'
+"$SDW" pipeline status "$tmp/m" | grep >/dev/null '^download  *done'
 
 # a second run finds every shard done and downloads nothing
 requests() { # what the server saw, less the harness's own /stats calls

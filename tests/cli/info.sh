@@ -12,8 +12,8 @@ if [ -x "$(command -v nvidia-smi || true)" ] && nvidia-smi -L >/dev/null 2>&1; t
 else
   echo "$out" | grep -q 'gpu: *none'
 fi
-"$SDW" --version | grep -q '^sdw [0-9]'
-"$SDW" --help | grep -q '^usage: sdw'
+"$SDW" --version | grep >/dev/null '^sdw [0-9]'
+"$SDW" --help | grep >/dev/null '^usage: sdw'
 set +e
 err=$("$SDW" no-such-command 2>&1)
 rc=$?

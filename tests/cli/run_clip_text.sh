@@ -123,7 +123,7 @@ expect_error 2 "clip-skip" \
   --model "$G" --in "$G/io.safetensors" --out "$tmp/bad.safetensors" --clip-skip 0
 expect_error 2 "more than the model's 2 layers" \
   --model "$G" --in "$G/io.safetensors" --out "$tmp/bad.safetensors" --clip-skip 3
-"$SDW" run clip-text --help | grep -q '^usage: sdw run clip-text'
+"$SDW" run clip-text --help | grep >/dev/null '^usage: sdw run clip-text'
 set +e
 "$SDW" run no-such-component >/dev/null 2>&1
 rc=$?

@@ -169,6 +169,6 @@ expect_error 2 "tile-overlap" vae-decode \
   --tile-overlap 1
 expect_error 2 "not a multiple" vae-decode \
   --model "$G" --in "$tmp/latents.safetensors" --out "$tmp/bad.safetensors" --tile 15
-"$SDW" run vae-encode --help | grep -q '^usage: sdw run vae-encode'
-"$SDW" run vae-decode --help | grep -q '^usage: sdw run vae-decode'
-"$SDW" run --help | grep -q 'vae-decode'
+"$SDW" run vae-encode --help | grep >/dev/null '^usage: sdw run vae-encode'
+"$SDW" run vae-decode --help | grep >/dev/null '^usage: sdw run vae-decode'
+"$SDW" run --help | grep >/dev/null 'vae-decode'

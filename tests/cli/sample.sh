@@ -283,4 +283,4 @@ if [ "$rc" -ne 130 ] || [ -n "$(ls -A "$tmp/int")" ]; then
 fi
 grep -q "^sdw: sample: interrupted — 0 of 1 images were written" "$tmp/int.log"
 
-"$SDW" sample --help | grep -q '^usage: sdw sample'
+"$SDW" sample --help | grep >/dev/null '^usage: sdw sample'

@@ -72,8 +72,8 @@ set +e
 "$SDW" tokenize >/dev/null 2>&1
 [ $? -eq 2 ] || exit 1
 set -e
-"$SDW" tokenize --help | grep -q -- '--tokenizer hf|clip'
-"$SDW" tokenize --help | grep -q -- '--mask'
+"$SDW" tokenize --help | grep >/dev/null -- '--tokenizer hf|clip'
+"$SDW" tokenize --help | grep >/dev/null -- '--mask'
 
 # A missing vocabulary is one clear line naming the file.
 set +e
