@@ -17,6 +17,7 @@
 #  - determinism: a second clean run (other --workers) gives identical files;
 #  - kill -9 of preprocess (--workers 1, 40 shards) after its first output,
 #    then a rerun: identical token cache and dataset to the clean run;
+#  - SIGINT: exit 130, state interrupted, a rerun completes the same cache;
 #  - a corrupt shard counts as bad_shard and gets no output; usage errors.
 # Creates .venv-test/ (pyarrow) when missing; FAILS when it cannot.
 set -euo pipefail
@@ -182,6 +183,30 @@ for f in "$tmp"/clean/tokens/*.parquet; do
 done
 for f in train.parquet val.parquet dataset_config.json; do
   cmp "$tmp/clean/dataset/$f" "$tmp/killed/dataset/$f" || fail "resumed dataset $f differs"
+done
+
+# SIGINT: the shard in progress is finished, state "interrupted", exit 130;
+# a rerun completes the same cache
+rm -rf "$tmp/killed/tokens" "$tmp/killed/dataset"
+"$SDW" pipeline preprocess --data "$tmp/killed" --workers 1 &
+pid=$!
+for _ in $(seq 1 2000); do
+  compgen -G "$tmp/killed/tokens/*.parquet" >/dev/null && break
+  sleep 0.005
+done
+kill -INT "$pid" 2>/dev/null || true
+rc=0
+wait "$pid" || rc=$?
+if [ "$rc" -eq 130 ]; then
+  grep -q '"state":	"interrupted"' "$tmp/killed/manifests/preprocess.json" ||
+    fail "SIGINT: state is not interrupted"
+else
+  [ "$rc" -eq 0 ] || fail "SIGINT: exit $rc"
+  echo "note: preprocess finished before SIGINT arrived"
+fi
+"$SDW" pipeline preprocess --data "$tmp/killed" --workers 1
+for f in "$tmp"/clean/tokens/*.parquet; do
+  cmp "$f" "$tmp/killed/tokens/$(basename "$f")" || fail "after SIGINT $(basename "$f") differs"
 done
 
 # --- 3. a corrupt shard, usage errors ---------------------------------------------
