@@ -109,6 +109,7 @@ deps:
 
 # --- tests -----------------------------------------------------------------------
 test: deps
+	@tools/test-venv.sh
 	@$(MAKE) --no-print-directory $(SDW) $(TEST_BIN)
 	@SDW=$(SDW) TEST_BIN=$(TEST_BIN) SANITIZE='$(SANITIZE)' tests/run.sh
 

@@ -21,6 +21,8 @@ packages=(
   mandoc                 # man page lint (make check)
   tmux                   # terminal tests
   python3                # test helpers
+  python3-venv           # .venv-test/ with the reference packages (tools/test-venv.sh)
+  python3-pip
 )
 
 missing=()
