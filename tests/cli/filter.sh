@@ -67,7 +67,7 @@ run() { # DATA_DIR args...
 run "$tmp/d1"
 grep -q 'd.parquet: no aesthetic_score column: file skipped' "$tmp/log"
 check default "$tmp/d1" "$tmp/d1/filtered/filtered.parquet"
-"$SDW" pipeline status "$tmp/d1" | grep -q '^filter  *done'
+"$SDW" pipeline status "$tmp/d1" | grep >/dev/null '^filter  *done'
 
 run "$tmp/d2" --output "$tmp/loose.parquet" --min-aesthetic 6.2 --min-similarity 0.26 \
   --min-width 500 --min-height 600 --min-aspect 0.8 --max-aspect 1.5 --min-caption 10 \
@@ -108,5 +108,5 @@ set +e
 [ $? -eq 2 ] || { echo "FAIL: a missing --input is not a usage error"; exit 1; }
 "$SDW" pipeline filter --data "$tmp/e" --input "$tmp/nope.parquet" 2>"$tmp/err"
 [ $? -eq 1 ] && [ "$(wc -l <"$tmp/err")" -eq 1 ] || { echo "FAIL: missing input"; cat "$tmp/err"; exit 1; }
-"$SDW" pipeline filter --help | grep -q -- '--max-samples'
+"$SDW" pipeline filter --help | grep >/dev/null -- '--max-samples'
 echo "filter: ok"

@@ -96,7 +96,7 @@ for f in files:
     h = hashlib.sha256(open(os.path.join(root, f), "rb").read()).hexdigest()
     assert h == hashlib.sha256(open(os.path.join(os.path.dirname(sys.argv[2]), "..", "metadata", f), "rb").read()).hexdigest()
 EOF
-"$SDW" pipeline status "$tmp/d1" | grep -q '^metadata  *done' || fail "status"
+"$SDW" pipeline status "$tmp/d1" | grep >/dev/null '^metadata  *done' || fail "status"
 
 # --- 2. a rerun downloads nothing -------------------------------------------------------
 before=$(stats "$p1" | python3 -c 'import json,sys; print(sum(v for k, v in json.load(sys.stdin)["requests"].items() if "/resolve/" in k))')
@@ -219,5 +219,5 @@ set +e
 "$SDW" pipeline metadata --data "$tmp/x" --retries x 2>/dev/null
 [ $? -eq 2 ] || fail "bad --retries is not a usage error"
 set -e
-"$SDW" pipeline metadata --help | grep -q -- '--endpoint'
+"$SDW" pipeline metadata --help | grep >/dev/null -- '--endpoint'
 echo "metadata: ok"
