@@ -57,7 +57,8 @@
  *
  * Resume: a shard whose output exists is done and skipped (its rows count as
  * "skipped"), so a killed run started again ends with every shard exactly
- * once. A shard that is not a readable tar fails with reason "bad_shard" and
+ * once. Temporaries a killed run left behind are removed when their process
+ * is gone. A shard that is not a readable tar fails with reason "bad_shard" and
  * gets no output (a later run tries it again).
  *
  * --workers N threads take shards in turn; each shard is read, validated and
@@ -634,6 +635,26 @@ static sdw_status list_shards(const char *dir, char ***out, int *count) {
   return SDW_OK;
 }
 
+/* Removes the temporaries (".<name>.parquet.tmp.<pid>", core/base/fsutil.h)
+ * that a killed run left in dir: those whose process is gone. */
+static void remove_stale_temporaries(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    const char *t = strstr(e->d_name, ".parquet.tmp.");
+    if (e->d_name[0] != '.' || !t) continue;
+    char *end;
+    long pid = strtol(t + 13, &end, 10);
+    if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH)) {
+      char p[8192];
+      snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+      unlink(p);
+    }
+  }
+  closedir(d);
+}
+
 static bool file_exists(const char *p) {
   struct stat sb;
   return stat(p, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -660,6 +681,7 @@ int sdw_pipeline_preprocess_main(int argc, char **argv) {
 
   sdw_status st = list_shards(r->shard_dir, &r->shards, &r->shard_count);
   if (st == SDW_OK) st = sdw_mkdir_p(r->token_dir);
+  if (st == SDW_OK) remove_stale_temporaries(r->token_dir);
   if (st == SDW_OK) st = sdw_tokenizer_load(o.vocab, o.mode, &r->tok);
   sdw_manifest m;
   if (st == SDW_OK) st = sdw_manifest_begin(&m, o.data, "preprocess");

@@ -173,11 +173,12 @@ done
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 ndone=$(ls "$tmp/killed/tokens" | grep -c '\.parquet$' || true)
-echo "killed after $ndone of 40 shards"
+echo "killed after $ndone of 40 shards ($(ls -A "$tmp/killed/tokens" | grep -c tmp || true) temporary)"
 [ "$ndone" -ge 1 ] || fail "no output before the kill"
 "$SDW" pipeline preprocess --data "$tmp/killed" --workers 1
 "$SDW" pipeline build --data "$tmp/killed" --val-size 4 --seed 7
-[ "$(ls "$tmp/killed/tokens")" = "$(ls "$tmp/clean/tokens")" ] || fail "resumed file list differs"
+[ "$(ls -A "$tmp/killed/tokens")" = "$(ls -A "$tmp/clean/tokens")" ] ||
+  fail "resumed file list differs (a temporary left behind?)"
 for f in "$tmp"/clean/tokens/*.parquet; do
   cmp "$f" "$tmp/killed/tokens/$(basename "$f")" || fail "resumed $(basename "$f") differs"
 done
