@@ -220,8 +220,8 @@ printf 'x%.0s' $(seq 1 600) >>"$tmp/bad/shards/00001.tar"
   fail "corrupt shard: outputs"
 grep -q '"bad_shard":	1' "$tmp/bad/manifests/preprocess.json" || fail "no bad_shard count"
 
-"$SDW" pipeline preprocess --help | grep -q -- --workers || fail "preprocess --help"
-"$SDW" pipeline build --help | grep -q -- --val-size || fail "build --help"
+"$SDW" pipeline preprocess --help | grep >/dev/null -- --workers || fail "preprocess --help"
+"$SDW" pipeline build --help | grep >/dev/null -- --val-size || fail "build --help"
 set +e
 "$SDW" pipeline preprocess --data "$tmp/a" --bogus 1 2>/dev/null
 [ $? -eq 2 ] || fail "unknown option: exit 2 expected"
