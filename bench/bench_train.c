@@ -6,7 +6,7 @@
  *   train_seed_small: the seed-unet-small golden's model and size (ch 32,
  *                     4 levels, 7.8M parameters), batch 2, 16x16 latent,
  *                     77 x 64 context
- *   train_seed:       the seed's full-width UNetModel (780,718,404
+ *   train_seed_full:  the seed's full-width UNetModel (780,718,404
  *                     parameters), batch 1, 32x32 latent, 77 x 768 context
  *
  * Each runs without and with per-ResBlock gradient checkpointing (the
@@ -202,7 +202,7 @@ SDW_BENCH(train_seed_small) {
   bench_train(ctx, "seed_small", &cfg, 2, 16, 77);
 }
 
-SDW_BENCH(train_seed) {
+SDW_BENCH(train_seed_full) {
   sdw_unet_config cfg;
   if (sdw_unet_preset("seed", &cfg) != SDW_OK) {
     fprintf(stderr, "%s\n", sdw_last_error());

@@ -15,7 +15,7 @@ UNetResBlock). The seed's model is tools/bench_unet.py's re-implementation
 (checked against the seed's own outputs by `tools/bench_unet.py --check`).
 
 A child process builds the PyTorch model with random weights (uniform
-+-0.03, seeded) and saves it as a bundle; `sdw-bench train_seed[_small]`
++-0.03, seeded) and saves it as a bundle; `sdw-bench train_seed_small|_full`
 runs on that bundle (SDW_BENCH_TRAIN_WEIGHTS); a second child times the same
 step in PyTorch. Both report the best step time over at least two steps
 after a warm-up, and the peak RSS during the steps (VmHWM reset through
@@ -43,7 +43,7 @@ SIZES = {
                   config=dict(in_ch=4, out_ch=4, ch=32, res_blks=2, attn_lvls=[1, 2, 3],
                               ch_mults=[1, 2, 4, 4], heads=8, t_dim=32, ctx_dim=64,
                               grad_ckpt=False)),
-    "full": dict(bench="train_seed", n=1, hw=32, s=77, config=dict(bench_unet.SEED_DEFAULTS)),
+    "full": dict(bench="train_seed_full", n=1, hw=32, s=77, config=dict(bench_unet.SEED_DEFAULTS)),
 }
 
 
@@ -114,7 +114,8 @@ def run_sdw(bench, size, folder, threads, ckpt):
     out = subprocess.run([bench, SIZES[size]["bench"]], env=env, check=True, capture_output=True,
                          text=True).stdout
     sys.stdout.write(out)
-    m = re.search(r"  train \S+( ckpt)?: ([\d.]+) ms/step.*?([\d.]+) GFLOP per step.*"
+    label = "seed_small" if size == "small" else "seed"
+    m = re.search(r"  train " + label + r"( ckpt)?: ([\d.]+) ms/step.*?([\d.]+) GFLOP per step.*"
                   r"peak RSS during the steps ([\d.]+) MiB", out)
     ceiling = re.search(r"= ([\d.]+) GFLOP/s", out)
     if not m:

@@ -320,7 +320,7 @@ static sdw_status tblock_backward_impl(sdw_ctx *ctx, sdw_arena *arena, const sdw
   SDW_TRY(ops->layer_norm_backward(ctx, &sv->x1, &m->ln2_w, &sv->mean2, &sv->rstd2, &da, &dx1,
                                    GRAD(grad, ln2_w), GRAD(grad, ln2_b)));
   /* self-attention: q, k and v all come from a1, so all three sum into da */
-  SDW_TRY(ops->axpby(ctx, 1.0f, &dx1, 1.0f, dx));
+  if (dx) SDW_TRY(ops->axpby(ctx, 1.0f, &dx1, 1.0f, dx));
   SDW_TRY(ops->fill(ctx, &da, 0.0f));
   SDW_TRY(sdw_unet_attention_backward(ctx, arena, &m->attn1, GRAD(grad, attn1), &sv->a1, &sv->a1,
                                       &sv->s1, &dx1, &da, &da));
