@@ -372,7 +372,7 @@ sdw_status sdw_cpu_attention_backward(sdw_ctx *ctx, const sdw_tensor *q, const s
         attn_grad_target t = {dkp ? dp + block : NULL, dvp ? dp + block + part : NULL, g.dh};
         if (t.dk) memset(t.dk, 0, part * sizeof(float));
         if (t.dv) memset(t.dv, 0, part * sizeof(float));
-#pragma omp for schedule(dynamic, 1)
+#pragma omp for schedule(static) /* fixed block-to-thread map: deterministic partial sums */
         for (int64_t qb = 0; qb < g.nqb; qb++)
           attn_backward_block(&g, bi, hi, qb * g.bq, outp, lsep, doutp, dqp, t, p, dp,
                               p + 2 * block + 2 * part);
