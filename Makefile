@@ -26,9 +26,11 @@ PYTHON ?= python3
 
 BUILD := build
 SANITIZE ?=
+CUDA_OFF_REASON := nvcc was not found at build time
 ifneq ($(strip $(SANITIZE)),)
   BUILD := build/san
   CUDA := 0
+  CUDA_OFF_REASON := sanitizer builds are CPU-only
   SAN_FLAGS := -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
@@ -51,6 +53,9 @@ CFLAGS := -std=c11 -D_GNU_SOURCE -O3 -march=$(ARCH) -g -fopenmp -fPIC $(WARN) $(
 LDFLAGS := -fopenmp $(SAN_FLAGS)
 LDLIBS := -lopenblas -lcjson -lpng -ljpeg -lwebp -lcurl -lzstd -lz -lm -lpthread -ldl
 
+ifneq ($(CUDA),1)
+  CFLAGS += -DSDW_CUDA_OFF_REASON='"$(CUDA_OFF_REASON)"'
+endif
 ifeq ($(CUDA),1)
   CFLAGS += -DSDW_HAVE_CUDA=1 -I$(CUDA_HOME)/include
   NVCCFLAGS := -std=c++17 -O3 -I. -I$(CUDA_HOME)/include $(CUDA_GENCODE) \

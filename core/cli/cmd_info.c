@@ -9,6 +9,9 @@
 #ifdef SDW_HAVE_CUDA
 #include "kernels/cuda/cuda_info.h"
 #endif
+#ifndef SDW_CUDA_OFF_REASON
+#define SDW_CUDA_OFF_REASON "CUDA=0"
+#endif
 
 /* OpenBLAS's own introspection (declared here: cblas.h differs by flavour). */
 char *openblas_get_config(void);
@@ -102,7 +105,7 @@ int sdw_cmd_info(int argc, char **argv) {
            cuda.devices[i].major, cuda.devices[i].minor, cuda.devices[i].multiprocessors,
            cuda.devices[i].total_memory / 1073741824.0);
 #else
-  printf("cuda:         not compiled in (nvcc was not found at build time)\n");
+  printf("cuda:         not compiled in (%s)\n", SDW_CUDA_OFF_REASON);
   printf("devices:\n");
   printf("  cpu:        %s\n", model);
   printf("  gpu:        none (this build has no CUDA backend); sdw runs on the CPU\n");

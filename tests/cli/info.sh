@@ -23,7 +23,10 @@ set -e
 echo "$err" | grep -q "unknown command 'no-such-command'"
 # When the CUDA toolkit is on this machine the build must have compiled the
 # .cu sources with nvcc and linked the CUDA libraries.
-if command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
+# (Sanitizer builds are CPU-only by design and say so.)
+if [ -n "${SANITIZE:-}" ]; then
+  echo "$out" | grep -q 'not compiled in (sanitizer builds are CPU-only)'
+elif command -v nvcc >/dev/null 2>&1 || [ -x /usr/local/cuda/bin/nvcc ]; then
   echo "$out" | grep -q '^  runtime: *[0-9]'
   echo "$out" | grep -q '^  cudnn: *[0-9]'
 fi
