@@ -6,7 +6,7 @@
 
 typedef struct sdw_command {
   const char *name;
-  const char *summary; /* one line for `sdw --help` */
+  const char *summary;               /* one line for `sdw --help` */
   int (*run)(int argc, char **argv); /* argv[0] is the subcommand name */
 } sdw_command;
 

@@ -6,8 +6,7 @@
 #include "core/cli/cli.h"
 
 static const sdw_command commands[] = {
-    {"info", "print the version, compiled-in backends, library versions and devices",
-     sdw_cmd_info},
+    {"info", "print the version, compiled-in backends, library versions and devices", sdw_cmd_info},
     {"run", "run one model component on tensors from a safetensors file", sdw_cmd_run},
     {"tokenize", "turn prompts into the 77 CLIP token ids of SD 1.x", sdw_cmd_tokenize},
     {"convert", "seed .pt checkpoints and UNet weights to other layouts", sdw_cmd_convert},
@@ -17,13 +16,12 @@ static const sdw_command commands[] = {
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
 static void print_usage(FILE *out) {
-  fprintf(out,
-          "usage: sdw [--help] [--version] <command> [<args>]\n"
-          "\n"
-          "Stable Diffusion from scratch in C: data pipeline, training, sampling\n"
-          "and a terminal workbench, in one binary.\n"
-          "\n"
-          "commands:\n");
+  fprintf(out, "usage: sdw [--help] [--version] <command> [<args>]\n"
+               "\n"
+               "Stable Diffusion from scratch in C: data pipeline, training, sampling\n"
+               "and a terminal workbench, in one binary.\n"
+               "\n"
+               "commands:\n");
   for (int i = 0; i < COMMAND_COUNT; i++)
     fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
   fprintf(out, "\n'sdw <command> --help' describes a command; man sdw has the details.\n");
