@@ -40,6 +40,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/parse.h"
 #include "core/base/rng.h"
 #include "core/base/sha256.h"
 #include "pipeline/manifest.h"
@@ -81,15 +82,6 @@ static void usage(FILE *out) {
                "  --help                  this text\n");
 }
 
-static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
-
 static int parse_options(int argc, char **argv, build_options *o) {
   memset(o, 0, sizeof *o);
   o->val_size = 1000;
@@ -107,9 +99,9 @@ static int parse_options(int argc, char **argv, build_options *o) {
     if (strcmp(a, "--data") == 0)
       o->data = v;
     else if (strcmp(a, "--val-size") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->val_size);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->val_size);
     else if (strcmp(a, "--seed") == 0) {
-      ok = parse_i64(v, 0, INT64_MAX, &n);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &n);
       o->seed = (uint64_t)n;
     } else {
       fprintf(stderr, "sdw: pipeline build: unknown option %s (see --help)\n", a);

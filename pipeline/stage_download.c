@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/parse.h"
 #include "core/base/sha256.h"
 #include "pipeline/http_fetch.h"
 #include "pipeline/image.h"
@@ -132,27 +133,9 @@ static void usage(FILE *out) {
           "  --help                          this text\n");
 }
 
-static bool parse_int64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
-
-static bool parse_double(const char *s, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !(v >= lo && v <= hi)) return false;
-  *out = v;
-  return true;
-}
-
 static bool env_int(const char *name, int64_t *out) {
   const char *v = getenv(name);
-  return v && *v && parse_int64(v, 0, INT_MAX, out);
+  return v && *v && sdw_parse_i64(v, 0, INT_MAX, out);
 }
 
 /* Returns 0 to run, 1 for --help, 2 for a usage error (reported). */
@@ -242,28 +225,28 @@ static int parse_options(int argc, char **argv, dl_options *o) {
     } else if (strcmp(name, "--caption-col") == 0) {
       o->caption_col = val;
     } else if (strcmp(name, "--concurrency") == 0 || strcmp(name, "--processes") == 0) {
-      ok = parse_int64(val, 1, 100000, &n);
+      ok = sdw_parse_i64(val, 1, 100000, &n);
       o->concurrency = (int)n;
     } else if (strcmp(name, "--workers") == 0) {
-      ok = parse_int64(val, 1, 1024, &n);
+      ok = sdw_parse_i64(val, 1, 1024, &n);
       o->workers = (int)n;
     } else if (strcmp(name, "--timeout") == 0) {
-      ok = parse_double(val, 0.001, 86400, &d);
+      ok = sdw_parse_double(val, 0.001, 86400, &d);
       o->timeout = d;
     } else if (strcmp(name, "--retries") == 0) {
-      ok = parse_int64(val, 0, 100, &n);
+      ok = sdw_parse_i64(val, 0, 100, &n);
       o->retries = (int)n;
     } else if (strcmp(name, "--max-redirects") == 0) {
-      ok = parse_int64(val, 0, 1000, &n);
+      ok = sdw_parse_i64(val, 0, 1000, &n);
       o->max_redirects = (int)n;
     } else if (strcmp(name, "--max-bytes") == 0) {
-      ok = parse_int64(val, 1, INT64_MAX / 2, &n);
+      ok = sdw_parse_i64(val, 1, INT64_MAX / 2, &n);
       o->max_bytes = n;
     } else if (strcmp(name, "--max-pixels") == 0) {
-      ok = parse_int64(val, 1, INT64_MAX / 2, &n);
+      ok = sdw_parse_i64(val, 1, INT64_MAX / 2, &n);
       o->max_pixels = n;
     } else if (strcmp(name, "--image-size") == 0) {
-      ok = parse_int64(val, 1, 65535, &n);
+      ok = sdw_parse_i64(val, 1, 65535, &n);
       o->image_size = (int)n;
     } else if (strcmp(name, "--resize-mode") == 0) {
       if (!strcmp(val, "center_crop"))
@@ -279,10 +262,10 @@ static int parse_options(int argc, char **argv, dl_options *o) {
       else
         ok = false;
     } else if (strcmp(name, "--jpeg-quality") == 0 || strcmp(name, "--encode-quality") == 0) {
-      ok = parse_int64(val, 1, 100, &n);
+      ok = sdw_parse_i64(val, 1, 100, &n);
       o->quality = (int)n;
     } else if (strcmp(name, "--number-sample-per-shard") == 0) {
-      ok = parse_int64(val, 1, 100000000, &n);
+      ok = sdw_parse_i64(val, 1, 100000000, &n);
       o->per_shard = n;
     } else if (strcmp(name, "--user-agent-token") == 0) {
       o->ua_token = val;
@@ -291,10 +274,10 @@ static int parse_options(int argc, char **argv, dl_options *o) {
     } else if (strcmp(name, "--disallowed-header-directives") == 0) {
       o->disallowed = val;
     } else if (strcmp(name, "--node-rank") == 0) {
-      ok = parse_int64(val, 0, INT_MAX, &n);
+      ok = sdw_parse_i64(val, 0, INT_MAX, &n);
       o->node_rank = (int)n;
     } else if (strcmp(name, "--num-nodes") == 0) {
-      ok = parse_int64(val, 1, INT_MAX, &n);
+      ok = sdw_parse_i64(val, 1, INT_MAX, &n);
       o->num_nodes = (int)n;
     } else {
       fprintf(stderr, "sdw: pipeline download: unknown option '%s' (see --help)\n", name);
@@ -1390,7 +1373,7 @@ static void remove_stale_temporaries(dl_state *d) {
     const char *tmp = strstr(nm, ".tmp.");
     if (nm[0] != '.' || !tmp) continue;
     int64_t pid;
-    if (!parse_int64(tmp + 5, 1, INT_MAX, &pid)) continue;
+    if (!sdw_parse_i64(tmp + 5, 1, INT_MAX, &pid)) continue;
     /* the shard id is the leading digits of the file name */
     int64_t id = 0;
     const char *p = nm + 1;
@@ -1621,7 +1604,7 @@ int sdw_pipeline_download_main(int argc, char **argv) {
   d.lock_fd = -1;
   const char *sde = getenv("SOURCE_DATE_EPOCH");
   int64_t epoch;
-  if (sde && parse_int64(sde, 0, 8589934591LL, &epoch)) d.mtime = (double)epoch;
+  if (sde && sdw_parse_i64(sde, 0, 8589934591LL, &epoch)) d.mtime = (double)epoch;
   /* img2dataset's oom_sample_per_shard = ceil(log10(number_sample_per_shard)) */
   for (int64_t p = 1; p < o.per_shard; p *= 10)
     d.oom_sample++;

@@ -49,6 +49,7 @@
 #include <sys/stat.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/parse.h"
 #include "pipeline/manifest.h"
 #include "pipeline/parquet_reader.h"
 #include "pipeline/parquet_writer.h"
@@ -106,24 +107,6 @@ static void usage(FILE *out) {
           "  --help                  this text\n");
 }
 
-static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
-
-static bool parse_dbl(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return false;
-  *out = v;
-  return true;
-}
-
 /* Returns 0 to run, 1 for --help, 2 for a usage error (reported). */
 static int parse_options(int argc, char **argv, filter_options *o) {
   memset(o, 0, sizeof *o);
@@ -168,29 +151,29 @@ static int parse_options(int argc, char **argv, filter_options *o) {
       }
       o->inputs[o->input_count++] = v;
     } else if (strcmp(a, "--min-aesthetic") == 0)
-      ok = parse_dbl(v, &o->min_aesthetic);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->min_aesthetic);
     else if (strcmp(a, "--min-similarity") == 0)
-      ok = parse_dbl(v, &o->min_similarity);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->min_similarity);
     else if (strcmp(a, "--min-aspect") == 0)
-      ok = parse_dbl(v, &o->min_aspect);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->min_aspect);
     else if (strcmp(a, "--max-aspect") == 0)
-      ok = parse_dbl(v, &o->max_aspect);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->max_aspect);
     else if (strcmp(a, "--max-watermark") == 0)
-      ok = parse_dbl(v, &o->max_watermark);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->max_watermark);
     else if (strcmp(a, "--max-punsafe") == 0)
-      ok = parse_dbl(v, &o->max_punsafe);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->max_punsafe);
     else if (strcmp(a, "--min-width") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->min_width);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->min_width);
     else if (strcmp(a, "--min-height") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->min_height);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->min_height);
     else if (strcmp(a, "--min-caption") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->min_caption);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->min_caption);
     else if (strcmp(a, "--max-caption") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->max_caption);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->max_caption);
     else if (strcmp(a, "--max-samples") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->max_samples);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->max_samples);
     else if (strcmp(a, "--seed") == 0) {
-      ok = parse_i64(v, 0, UINT32_MAX, &n);
+      ok = sdw_parse_i64(v, 0, UINT32_MAX, &n);
       o->seed = (uint32_t)n;
     } else {
       fprintf(stderr, "sdw: pipeline filter: unknown option %s (see --help)\n", a);

@@ -82,6 +82,7 @@
 #include <cjson/cJSON.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/parse.h"
 #include "core/model/tokenizer.h"
 #include "pipeline/image.h"
 #include "pipeline/manifest.h"
@@ -124,24 +125,6 @@ static void usage(FILE *out) {
           "  --help                  this text\n");
 }
 
-static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long v = strtoll(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi) return false;
-  *out = v;
-  return true;
-}
-
-static bool parse_dbl(const char *s, double *out) {
-  char *end;
-  errno = 0;
-  double v = strtod(s, &end);
-  if (errno || end == s || *end || !isfinite(v)) return false;
-  *out = v;
-  return true;
-}
-
 /* 0 run, 1 --help, 2 usage error (reported). */
 static int parse_options(int argc, char **argv, pre_options *o) {
   memset(o, 0, sizeof *o);
@@ -172,7 +155,7 @@ static int parse_options(int argc, char **argv, pre_options *o) {
     else if (strcmp(a, "--vocab") == 0)
       o->vocab = v;
     else if (strcmp(a, "--workers") == 0) {
-      ok = parse_i64(v, 1, 256, &n);
+      ok = sdw_parse_i64(v, 1, 256, &n);
       o->workers = (int)n;
     } else if (strcmp(a, "--tokenizer") == 0) {
       if (strcmp(v, "hf") == 0)
@@ -182,19 +165,19 @@ static int parse_options(int argc, char **argv, pre_options *o) {
       else
         ok = false;
     } else if (strcmp(a, "--min-caption") == 0)
-      ok = parse_i64(v, 0, INT32_MAX, &o->min_caption);
+      ok = sdw_parse_i64(v, 0, INT32_MAX, &o->min_caption);
     else if (strcmp(a, "--max-caption-bytes") == 0)
-      ok = parse_i64(v, 0, INT64_MAX, &o->max_caption_bytes);
+      ok = sdw_parse_i64(v, 0, INT64_MAX, &o->max_caption_bytes);
     else if (strcmp(a, "--min-size") == 0)
-      ok = parse_i64(v, 0, INT32_MAX, &o->min_size);
+      ok = sdw_parse_i64(v, 0, INT32_MAX, &o->min_size);
     else if (strcmp(a, "--image-size") == 0)
-      ok = parse_i64(v, 1, 16384, &o->image_size);
+      ok = sdw_parse_i64(v, 1, 16384, &o->image_size);
     else if (strcmp(a, "--min-std") == 0)
-      ok = parse_dbl(v, &o->min_std);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->min_std);
     else if (strcmp(a, "--min-mean") == 0)
-      ok = parse_dbl(v, &o->min_mean);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->min_mean);
     else if (strcmp(a, "--max-mean") == 0)
-      ok = parse_dbl(v, &o->max_mean);
+      ok = sdw_parse_double(v, -HUGE_VAL, HUGE_VAL, &o->max_mean);
     else {
       fprintf(stderr, "sdw: pipeline preprocess: unknown option %s (see --help)\n", a);
       return 2;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/base/arena.h"
+#include "core/base/parse.h"
 #include "core/base/status.h"
 #include "core/base/tensor.h"
 #include "tests/test.h"
@@ -120,4 +121,19 @@ SDW_TEST(arena_alignment_marks_and_capacity) {
   sdw_arena_reset(a);
   CHECK(sdw_arena_used(a) == 0);
   sdw_arena_destroy(a);
+}
+
+SDW_TEST(strict_number_parsing) {
+  int64_t i = 7;
+  CHECK(sdw_parse_i64("42", 0, 100, &i) && i == 42);
+  CHECK(sdw_parse_i64("-5", -10, 10, &i) && i == -5);
+  CHECK(!sdw_parse_i64("", 0, 100, &i) && !sdw_parse_i64("4x", 0, 100, &i));
+  CHECK(!sdw_parse_i64("101", 0, 100, &i) && !sdw_parse_i64("99999999999999999999", 0, 100, &i));
+  CHECK(i == -5); /* untouched on failure */
+  double d = 0;
+  CHECK(sdw_parse_double("0.28", 0, 1, &d) && d == 0.28);
+  CHECK(!sdw_parse_double("nan", -1e9, 1e9, &d) &&
+        !sdw_parse_double("inf", -HUGE_VAL, HUGE_VAL, &d));
+  CHECK(!sdw_parse_double("1e999", -HUGE_VAL, HUGE_VAL, &d) && !sdw_parse_double("2", 0, 1, &d));
+  CHECK(!sdw_parse_double("0.5 ", 0, 1, &d) && d == 0.28);
 }
