@@ -2,6 +2,7 @@
  * safetensors file and writes its outputs to another. A user tool for
  * debugging and interop, and the way tests drive the models end to end. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/cli/cli.h"
@@ -66,4 +67,46 @@ int sdw_cmd_run(int argc, char **argv) {
   fprintf(stderr, "sdw: run: unknown component '%s'; 'sdw run --help' lists the components\n",
           argv[1]);
   return 2;
+}
+
+const sdw_safetensors_entry *sdw_run_find_any(const sdw_safetensors *st, const char *const *names,
+                                              int count) {
+  for (int i = 0; i < count; i++) {
+    const sdw_safetensors_entry *e = sdw_safetensors_find(st, names[i]);
+    if (e) return e;
+  }
+  return NULL;
+}
+
+sdw_status sdw_run_read_f32(const sdw_safetensors *st, const sdw_safetensors_entry *e, bool ints_ok,
+                            float **buf) {
+  const char *file = sdw_safetensors_name(st);
+  const sdw_dtype d = e->dtype;
+  const bool floats = d == SDW_F32 || d == SDW_F16 || d == SDW_BF16 || d == SDW_F64;
+  const bool ints = d == SDW_I64 || d == SDW_I32 || d == SDW_I16 || d == SDW_I8 || d == SDW_U8;
+  *buf = NULL;
+  if (!floats && !(ints_ok && ints))
+    return sdw_fail(SDW_ERR_FORMAT, "%s: '%s' has dtype %s; a %s dtype is needed", file, e->name,
+                    sdw_dtype_name(d), ints_ok ? "float or integer" : "float");
+  /* the mapping may be unaligned: copy the bytes, then read them as a flat
+   * run (any rank: the caller checks the shape) */
+  void *raw = malloc(e->nbytes ? e->nbytes : 1);
+  *buf = malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
+  if (!raw || !*buf) {
+    free(raw);
+    free(*buf);
+    *buf = NULL;
+    return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "%s: out of host memory", file);
+  }
+  memcpy(raw, e->data, e->nbytes);
+  sdw_tensor src = sdw_tensor_1d(raw, d, e->numel);
+  for (int64_t i = 0; i < e->numel; i++)
+    (*buf)[i] = (float)sdw_tensor_get(&src, i);
+  free(raw);
+  return SDW_OK;
+}
+
+sdw_status sdw_run_upload_f32(sdw_ctx *ctx, const float *host, size_t n, float **dev) {
+  SDW_TRY(ctx->ops->alloc(ctx, n * sizeof(float), (void **)dev));
+  return ctx->ops->upload(ctx, *dev, host, n * sizeof(float));
 }

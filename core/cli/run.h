@@ -4,7 +4,11 @@
 #ifndef SDW_CLI_RUN_H
 #define SDW_CLI_RUN_H
 
+#include <stdbool.h>
 #include <stdio.h>
+
+#include "core/base/safetensors.h"
+#include "kernels/ops.h"
 
 typedef struct sdw_run_component {
   const char *name;
@@ -36,5 +40,17 @@ int sdw_run_vae_decode(int argc, char **argv);
  * function returns 1; 0 when argv[*i] is another option; -1 (message
  * printed) when the value is missing. */
 int sdw_run_option(int argc, char **argv, int *i, const char *name, const char **value);
+
+/* The first of names present in st, or NULL (inputs with alternative names). */
+const sdw_safetensors_entry *sdw_run_find_any(const sdw_safetensors *st, const char *const *names,
+                                              int count);
+/* An f32 copy of e (a float dtype, or an integer one when ints_ok) in *buf,
+ * malloc'd, owned by the caller. SDW_ERR_FORMAT names the tensor and the
+ * dtype when it is not convertible. */
+sdw_status sdw_run_read_f32(const sdw_safetensors *st, const sdw_safetensors_entry *e, bool ints_ok,
+                            float **buf);
+/* Copies n floats into backend memory allocated here (*dev owned by the
+ * caller: ctx->ops->free). */
+sdw_status sdw_run_upload_f32(sdw_ctx *ctx, const float *host, size_t n, float **dev);
 
 #endif

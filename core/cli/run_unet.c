@@ -42,41 +42,6 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-/* The first of names present in st, or NULL. */
-static const sdw_safetensors_entry *find_any(const sdw_safetensors *st, const char *const *names,
-                                             int count) {
-  for (int i = 0; i < count; i++) {
-    const sdw_safetensors_entry *e = sdw_safetensors_find(st, names[i]);
-    if (e) return e;
-  }
-  return NULL;
-}
-
-/* An f32 copy of e (float or integer dtype), malloc'd into *buf. */
-static sdw_status to_f32(const sdw_safetensors *st, const sdw_safetensors_entry *e, bool ints_ok,
-                         float **buf) {
-  const char *file = sdw_safetensors_name(st);
-  const sdw_dtype d = e->dtype;
-  const bool floats = d == SDW_F32 || d == SDW_F16 || d == SDW_BF16 || d == SDW_F64;
-  const bool ints = d == SDW_I64 || d == SDW_I32 || d == SDW_I16 || d == SDW_I8 || d == SDW_U8;
-  if (!floats && !(ints_ok && ints))
-    return sdw_fail(SDW_ERR_FORMAT, "%s: '%s' has dtype %s; a %s dtype is needed", file, e->name,
-                    sdw_dtype_name(d), ints_ok ? "float or integer" : "float");
-  /* the mapping may be unaligned: copy the bytes, then read them */
-  void *raw = malloc(e->nbytes ? e->nbytes : 1);
-  *buf = malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
-  if (!raw || !*buf) {
-    free(raw);
-    return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "%s: out of host memory", file);
-  }
-  memcpy(raw, e->data, e->nbytes);
-  sdw_tensor src = sdw_tensor_make(raw, d, e->ndim, e->shape);
-  for (int64_t i = 0; i < e->numel; i++)
-    (*buf)[i] = (float)sdw_tensor_get(&src, i);
-  free(raw);
-  return SDW_OK;
-}
-
 typedef struct run_state {
   sdw_ctx *ctx;
   sdw_arena *arena;
@@ -104,21 +69,15 @@ static void run_state_free(run_state *s) {
   free(s->out);
 }
 
-/* Copies n floats to backend memory (*dev allocated here). */
-static sdw_status upload(sdw_ctx *ctx, const float *host, size_t n, float **dev) {
-  SDW_TRY(ctx->ops->alloc(ctx, n * sizeof(float), (void **)dev));
-  return ctx->ops->upload(ctx, *dev, host, n * sizeof(float));
-}
-
 static sdw_status run(run_state *s, const char *model, const char *in_path, const char *out_path,
                       bool no_context) {
   SDW_TRY(sdw_safetensors_open(in_path, &s->in));
   static const char *const sample_names[] = {"sample", "x"};
   static const char *const time_names[] = {"timestep", "t", "timesteps"};
   static const char *const ctx_names[] = {"context", "ctx", "encoder_hidden_states"};
-  const sdw_safetensors_entry *ex = find_any(s->in, sample_names, 2);
-  const sdw_safetensors_entry *et = find_any(s->in, time_names, 3);
-  const sdw_safetensors_entry *ec = no_context ? NULL : find_any(s->in, ctx_names, 3);
+  const sdw_safetensors_entry *ex = sdw_run_find_any(s->in, sample_names, 2);
+  const sdw_safetensors_entry *et = sdw_run_find_any(s->in, time_names, 3);
+  const sdw_safetensors_entry *ec = no_context ? NULL : sdw_run_find_any(s->in, ctx_names, 3);
   if (!ex || !et)
     return sdw_fail(SDW_ERR_NOT_FOUND,
                     "%s: the input needs 'sample' [batch, channels, H, W] and "
@@ -132,9 +91,9 @@ static sdw_status run(run_state *s, const char *model, const char *in_path, cons
                     (long long)N);
   if (ec && ec->ndim != 3)
     return sdw_fail(SDW_ERR_FORMAT, "%s: '%s' must be [batch, tokens, width]", in_path, ec->name);
-  SDW_TRY(to_f32(s->in, ex, false, &s->x));
+  SDW_TRY(sdw_run_read_f32(s->in, ex, false, &s->x));
   float *t1 = NULL;
-  SDW_TRY(to_f32(s->in, et, true, &t1));
+  SDW_TRY(sdw_run_read_f32(s->in, et, true, &t1));
   s->t = malloc((size_t)N * sizeof(float));
   if (!s->t) {
     free(t1);
@@ -143,7 +102,7 @@ static sdw_status run(run_state *s, const char *model, const char *in_path, cons
   for (int64_t i = 0; i < N; i++)
     s->t[i] = et->numel == N ? t1[i] : t1[0]; /* broadcast */
   free(t1);
-  if (ec) SDW_TRY(to_f32(s->in, ec, false, &s->c));
+  if (ec) SDW_TRY(sdw_run_read_f32(s->in, ec, false, &s->c));
 
   SDW_TRY(sdw_ctx_create(sdw_backend_cpu(), 0, &s->ctx));
   SDW_TRY(sdw_unet_open(&s->model, s->ctx, model));
@@ -156,8 +115,8 @@ static sdw_status run(run_state *s, const char *model, const char *in_path, cons
   const size_t nx = (size_t)(N * C * H * W), no = (size_t)(N * cfg->out_channels * H * W);
   sdw_ctx *ctx = s->ctx;
   const sdw_device dev = {ctx->ops->device, 0};
-  SDW_TRY(upload(ctx, s->x, nx, &s->x_dev));
-  SDW_TRY(upload(ctx, s->t, (size_t)N, &s->t_dev));
+  SDW_TRY(sdw_run_upload_f32(ctx, s->x, nx, &s->x_dev));
+  SDW_TRY(sdw_run_upload_f32(ctx, s->t, (size_t)N, &s->t_dev));
   SDW_TRY(ctx->ops->alloc(ctx, no * sizeof(float), (void **)&s->out_dev));
   sdw_tensor x = sdw_tensor_4d(s->x_dev, SDW_F32, N, C, H, W);
   sdw_tensor t = sdw_tensor_1d(s->t_dev, SDW_F32, N);
@@ -165,7 +124,7 @@ static sdw_status run(run_state *s, const char *model, const char *in_path, cons
   sdw_tensor c = {0};
   x.device = t.device = o.device = dev;
   if (ec) {
-    SDW_TRY(upload(ctx, s->c, (size_t)ec->numel, &s->c_dev));
+    SDW_TRY(sdw_run_upload_f32(ctx, s->c, (size_t)ec->numel, &s->c_dev));
     c = sdw_tensor_3d(s->c_dev, SDW_F32, ec->shape[0], ec->shape[1], ec->shape[2]);
     c.device = dev;
   }

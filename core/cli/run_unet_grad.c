@@ -45,39 +45,6 @@ static int usage_error(const char *fmt, const char *arg) {
   return 2;
 }
 
-static const sdw_safetensors_entry *find_any(const sdw_safetensors *st, const char *const *names,
-                                             int count) {
-  for (int i = 0; i < count; i++) {
-    const sdw_safetensors_entry *e = sdw_safetensors_find(st, names[i]);
-    if (e) return e;
-  }
-  return NULL;
-}
-
-/* An f32 copy of e (a float dtype, or an integer one when ints_ok). */
-static sdw_status to_f32(const sdw_safetensors *st, const sdw_safetensors_entry *e, bool ints_ok,
-                         float **buf) {
-  const char *file = sdw_safetensors_name(st);
-  const sdw_dtype d = e->dtype;
-  const bool floats = d == SDW_F32 || d == SDW_F16 || d == SDW_BF16 || d == SDW_F64;
-  const bool ints = d == SDW_I64 || d == SDW_I32 || d == SDW_I16 || d == SDW_I8 || d == SDW_U8;
-  if (!floats && !(ints_ok && ints))
-    return sdw_fail(SDW_ERR_FORMAT, "%s: '%s' has dtype %s; a %s dtype is needed", file, e->name,
-                    sdw_dtype_name(d), ints_ok ? "float or integer" : "float");
-  void *raw = malloc(e->nbytes ? e->nbytes : 1); /* the mapping may be unaligned */
-  *buf = malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
-  if (!raw || !*buf) {
-    free(raw);
-    return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "%s: out of host memory", file);
-  }
-  memcpy(raw, e->data, e->nbytes);
-  sdw_tensor src = sdw_tensor_make(raw, d, e->ndim, e->shape);
-  for (int64_t i = 0; i < e->numel; i++)
-    (*buf)[i] = (float)sdw_tensor_get(&src, i);
-  free(raw);
-  return SDW_OK;
-}
-
 typedef struct grad_state {
   sdw_ctx *ctx;
   sdw_arena *arena;
@@ -104,11 +71,6 @@ static void grad_state_free(grad_state *s) {
   free(s->grad_host);
 }
 
-static sdw_status upload(sdw_ctx *ctx, const float *host, size_t n, float **dev) {
-  SDW_TRY(ctx->ops->alloc(ctx, n * sizeof(float), (void **)dev));
-  return ctx->ops->upload(ctx, *dev, host, n * sizeof(float));
-}
-
 static sdw_status run(grad_state *s, const char *model, const char *in_path, const char *out_path,
                       bool no_context, bool checkpoint) {
   SDW_TRY(sdw_safetensors_open(in_path, &s->in));
@@ -116,10 +78,10 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
   static const char *const time_names[] = {"timestep", "t", "timesteps"};
   static const char *const ctx_names[] = {"context", "ctx", "encoder_hidden_states"};
   static const char *const target_names[] = {"target", "noise"};
-  const sdw_safetensors_entry *ex = find_any(s->in, sample_names, 3);
-  const sdw_safetensors_entry *et = find_any(s->in, time_names, 3);
-  const sdw_safetensors_entry *ec = no_context ? NULL : find_any(s->in, ctx_names, 3);
-  const sdw_safetensors_entry *eg = find_any(s->in, target_names, 2);
+  const sdw_safetensors_entry *ex = sdw_run_find_any(s->in, sample_names, 3);
+  const sdw_safetensors_entry *et = sdw_run_find_any(s->in, time_names, 3);
+  const sdw_safetensors_entry *ec = no_context ? NULL : sdw_run_find_any(s->in, ctx_names, 3);
+  const sdw_safetensors_entry *eg = sdw_run_find_any(s->in, target_names, 2);
   if (!ex || !et || !eg)
     return sdw_fail(SDW_ERR_NOT_FOUND,
                     "%s: the input needs 'sample' [batch, channels, H, W], 'timestep' [batch] "
@@ -133,10 +95,10 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
                     (long long)N);
   if (ec && ec->ndim != 3)
     return sdw_fail(SDW_ERR_FORMAT, "%s: '%s' must be [batch, tokens, width]", in_path, ec->name);
-  SDW_TRY(to_f32(s->in, ex, false, &s->x));
-  SDW_TRY(to_f32(s->in, eg, false, &s->target));
+  SDW_TRY(sdw_run_read_f32(s->in, ex, false, &s->x));
+  SDW_TRY(sdw_run_read_f32(s->in, eg, false, &s->target));
   float *t1 = NULL;
-  SDW_TRY(to_f32(s->in, et, true, &t1));
+  SDW_TRY(sdw_run_read_f32(s->in, et, true, &t1));
   s->t = malloc((size_t)(N ? N : 1) * sizeof(float));
   if (!s->t) {
     free(t1);
@@ -145,7 +107,7 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
   for (int64_t i = 0; i < N; i++)
     s->t[i] = et->numel == N ? t1[i] : t1[0]; /* broadcast */
   free(t1);
-  if (ec) SDW_TRY(to_f32(s->in, ec, false, &s->c));
+  if (ec) SDW_TRY(sdw_run_read_f32(s->in, ec, false, &s->c));
 
   SDW_TRY(sdw_ctx_create(sdw_backend_cpu(), 0, &s->ctx));
   SDW_TRY(sdw_unet_open(&s->model, s->ctx, model));
@@ -164,9 +126,9 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
   sdw_ctx *ctx = s->ctx;
   const sdw_device dev = {ctx->ops->device, 0};
   const size_t nx = (size_t)(N * C * H * W), no = (size_t)(N * OC * H * W);
-  SDW_TRY(upload(ctx, s->x, nx, &s->dev[0]));
-  SDW_TRY(upload(ctx, s->t, (size_t)N, &s->dev[1]));
-  SDW_TRY(upload(ctx, s->target, no, &s->dev[3]));
+  SDW_TRY(sdw_run_upload_f32(ctx, s->x, nx, &s->dev[0]));
+  SDW_TRY(sdw_run_upload_f32(ctx, s->t, (size_t)N, &s->dev[1]));
+  SDW_TRY(sdw_run_upload_f32(ctx, s->target, no, &s->dev[3]));
   SDW_TRY(ctx->ops->alloc(ctx, 2 * no * sizeof(float), (void **)&s->dev[4]));
   sdw_tensor x = sdw_tensor_4d(s->dev[0], SDW_F32, N, C, H, W);
   sdw_tensor t = sdw_tensor_1d(s->dev[1], SDW_F32, N);
@@ -176,7 +138,7 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
   sdw_tensor c = {0};
   x.device = t.device = tg.device = o.device = d.device = dev;
   if (ec) {
-    SDW_TRY(upload(ctx, s->c, (size_t)ec->numel, &s->dev[2]));
+    SDW_TRY(sdw_run_upload_f32(ctx, s->c, (size_t)ec->numel, &s->dev[2]));
     c = sdw_tensor_3d(s->dev[2], SDW_F32, ec->shape[0], ec->shape[1], ec->shape[2]);
     c.device = dev;
   }
