@@ -156,7 +156,8 @@ struct sdw_backend {
                                 sdw_tensor *db);
   /* Batched GEMM: c[Bt,M,N] = alpha * op(a) @ op(b) + beta * c, with
    * a[Bt,M,K] (or [Bt,K,M] when trans_a), b[Bt,K,N] (or [Bt,N,K] when trans_b).
-   * Rank-2 operands are a batch of one. The backward of a matmul is two more
+   * Rank-2 operands are a batch of one; a, b and c must have the same batch
+   * count (no broadcasting). The backward of a matmul is two more
    * matmuls (dA = dC @ B^T, dB = A^T @ dC with beta = 1), so there is no
    * separate backward entry. */
   sdw_status (*matmul)(sdw_ctx *ctx, bool trans_a, bool trans_b, float alpha, const sdw_tensor *a,
@@ -168,8 +169,8 @@ struct sdw_backend {
    * out = softmax(q k^T * scale + mask) v per (batch, head), where the mask
    * removes key j for query i when key_mask[b,j] == 0 (key_mask: U8 [B,Tk],
    * or NULL) or, if causal, when j > i. A query with every key removed gets
-   * a zero output. lse[B,H,Tq] (log-sum-exp of the scaled, masked logits)
-   * is saved for the backward (may be NULL in inference). */
+   * a zero output and lse = -inf (its gradients are zero). lse[B,H,Tq] (log-sum-exp of the scaled,
+   * masked logits) is saved for the backward (may be NULL in inference). */
   sdw_status (*attention_forward)(sdw_ctx *ctx, const sdw_tensor *q, const sdw_tensor *k,
                                   const sdw_tensor *v, const sdw_tensor *key_mask, bool causal,
                                   float scale, sdw_tensor *out, sdw_tensor *lse);

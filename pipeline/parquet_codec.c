@@ -268,9 +268,14 @@ size_t sdw_snappy_compress(const uint8_t *src, size_t n, uint8_t *dst) {
 /* --- LZ4 block ------------------------------------------------------------------- */
 
 bool sdw_lz4_block_decompress(const uint8_t *src, size_t n, uint8_t *dst, size_t dst_size) {
+  uint8_t no_output; /* NULL + 0 and memcpy(NULL, ..., 0) are undefined in C */
+  if (!dst) {
+    if (dst_size) return false;
+    dst = &no_output;
+  }
+  if (n == 0) return dst_size == 0;
   const uint8_t *ip = src, *iend = src + n;
   uint8_t *op = dst, *oend = dst + dst_size;
-  if (n == 0) return dst_size == 0;
   for (;;) {
     if (ip >= iend) return false;
     uint8_t token = *ip++;

@@ -1411,7 +1411,8 @@ static sdw_status read_dictionary(chunk_ctx *c, const page_header *h, const uint
   sdw_parquet_array_init(&c->dict, c->col->type);
   if (sdw_parquet_array_reserve(&c->dict, n, 0) != SDW_OK)
     return chunk_fail(c, SDW_ERR_OUT_OF_MEMORY, "out of memory for the dictionary");
-  SDW_TRY(decode_values(c, SDW_PARQUET_ENC_PLAIN, d, d + h->usize, (int64_t)n, &c->dict, 0));
+  const uint8_t *dend = d ? d + h->usize : d; /* an empty page may have no buffer */
+  SDW_TRY(decode_values(c, SDW_PARQUET_ENC_PLAIN, d, dend, (int64_t)n, &c->dict, 0));
   c->dict.length = (int64_t)n;
   c->has_dict = true;
   return SDW_OK;
