@@ -245,60 +245,19 @@ static sdw_status write_split(const char *path, const table *t, const int64_t *o
   return sdw_parquet_writer_close(w);
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static sdw_status list_parquet(const char *dir, char ***out, int *count) {
-  *out = NULL;
-  *count = 0;
-  DIR *d = opendir(dir);
-  if (!d)
-    return sdw_fail(SDW_ERR_NOT_FOUND, "%s: %s (run `sdw pipeline preprocess` first)", dir,
-                    strerror(errno));
-  char **v = NULL;
-  int n = 0, cap = 0;
-  struct dirent *e;
-  sdw_status st = SDW_OK;
-  while ((e = readdir(d))) {
-    size_t l = strlen(e->d_name);
-    if (l < 9 || e->d_name[0] == '.' || strcmp(e->d_name + l - 8, ".parquet") != 0) continue;
-    if (n == cap) {
-      int nc = cap ? cap * 2 : 64;
-      char **q = realloc(v, (size_t)nc * sizeof *q);
-      if (!q) {
-        st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
-        break;
-      }
-      v = q;
-      cap = nc;
-    }
-    if (!(v[n] = strdup(e->d_name))) {
-      st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
-      break;
-    }
-    n++;
-  }
-  closedir(d);
-  if (st != SDW_OK) {
-    for (int i = 0; i < n; i++)
-      free(v[i]);
-    free(v);
-    return st;
-  }
-  if (n) qsort(v, (size_t)n, sizeof *v, cmp_str);
-  *out = v;
-  *count = n;
-  return SDW_OK;
-}
-
 static sdw_status run_build(const build_options *o, sdw_manifest *m) {
   char tokens[4096], dsdir[4096], path[8192];
   snprintf(tokens, sizeof tokens, "%s/tokens", o->data);
   snprintf(dsdir, sizeof dsdir, "%s/dataset", o->data);
   char **files;
   int nf;
-  SDW_TRY(list_parquet(tokens, &files, &nf));
+  sdw_status listed = sdw_list_files(tokens, ".parquet", &files, &nf);
+  if (listed == SDW_ERR_NOT_FOUND) {
+    char why[512];
+    snprintf(why, sizeof why, "%s", sdw_last_error());
+    return sdw_fail(SDW_ERR_NOT_FOUND, "%s (run `sdw pipeline preprocess` first)", why);
+  }
+  SDW_TRY(listed);
   table t;
   for (int c = 0; c < NCOL; c++)
     sdw_parquet_array_init(&t.col[c], k_fields[c].type);

@@ -569,55 +569,6 @@ static void *worker(void *arg) {
   return NULL;
 }
 
-static int cmp_str(const void *a, const void *b) {
-  return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static sdw_status list_shards(const char *dir, char ***out, int *count) {
-  *out = NULL;
-  *count = 0;
-  DIR *d = opendir(dir);
-  if (!d) return sdw_fail(SDW_ERR_NOT_FOUND, "%s: %s", dir, strerror(errno));
-  char **v = NULL;
-  int n = 0, cap = 0;
-  struct dirent *e;
-  sdw_status st = SDW_OK;
-  while ((e = readdir(d))) {
-    size_t l = strlen(e->d_name);
-    if (l < 5 || e->d_name[0] == '.' || strcmp(e->d_name + l - 4, ".tar") != 0) continue;
-    char p[8192];
-    struct stat sb;
-    snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (stat(p, &sb) != 0 || !S_ISREG(sb.st_mode)) continue;
-    if (n == cap) {
-      int nc = cap ? cap * 2 : 64;
-      char **q = realloc(v, (size_t)nc * sizeof *q);
-      if (!q) {
-        st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
-        break;
-      }
-      v = q;
-      cap = nc;
-    }
-    if (!(v[n] = strdup(e->d_name))) {
-      st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
-      break;
-    }
-    n++;
-  }
-  closedir(d);
-  if (st != SDW_OK) {
-    for (int i = 0; i < n; i++)
-      free(v[i]);
-    free(v);
-    return st;
-  }
-  if (n) qsort(v, (size_t)n, sizeof *v, cmp_str);
-  *out = v;
-  *count = n;
-  return SDW_OK;
-}
-
 /* Removes the temporaries (".<name>.parquet.tmp.<pid>", core/base/fsutil.h)
  * that a killed run left in dir: those whose process is gone. */
 static void remove_stale_temporaries(const char *dir) {
@@ -662,7 +613,7 @@ int sdw_pipeline_preprocess_main(int argc, char **argv) {
     snprintf(r->shard_dir, sizeof r->shard_dir, "%s/shards", o.data);
   snprintf(r->token_dir, sizeof r->token_dir, "%s/tokens", o.data);
 
-  sdw_status st = list_shards(r->shard_dir, &r->shards, &r->shard_count);
+  sdw_status st = sdw_list_files(r->shard_dir, ".tar", &r->shards, &r->shard_count);
   if (st == SDW_OK) st = sdw_mkdir_p(r->token_dir);
   if (st == SDW_OK) remove_stale_temporaries(r->token_dir);
   if (st == SDW_OK) st = sdw_tokenizer_load(o.vocab, o.mode, &r->tok);

@@ -160,3 +160,25 @@ SDW_TEST(fsutil_read_file_and_mkdir) {
   CHECK(sdw_mkdir_p(path) == SDW_ERR_IO && strstr(sdw_last_error(), "file"));
   CHECK(sdw_mkdir_p("") == SDW_ERR_IO);
 }
+
+SDW_TEST(fsutil_list_files_sorted_regular_with_suffix) {
+  char dir[600], path[700];
+  snprintf(dir, sizeof dir, "%s/listing", sdw_test_tmpdir());
+  CHECK_OK(sdw_mkdir_p(dir));
+  const char *files[] = {"b.tar", "a.tar", ".hidden.tar", "c.txt", "tar"};
+  for (int i = 0; i < 5; i++) {
+    snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+    CHECK_OK(sdw_atomic_write(path, "x", 1));
+  }
+  snprintf(path, sizeof path, "%s/dir.tar", dir);
+  CHECK_OK(sdw_mkdir_p(path)); /* a directory with the suffix is not listed */
+  char **names = NULL;
+  int count = -1;
+  CHECK_OK(sdw_list_files(dir, ".tar", &names, &count));
+  CHECK(count == 2);
+  if (count == 2) CHECK(strcmp(names[0], "a.tar") == 0 && strcmp(names[1], "b.tar") == 0);
+  sdw_list_files_free(names, count);
+  snprintf(path, sizeof path, "%s/missing", dir);
+  CHECK(sdw_list_files(path, ".tar", &names, &count) == SDW_ERR_NOT_FOUND);
+  CHECK(names == NULL && count == 0);
+}

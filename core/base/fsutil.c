@@ -1,5 +1,6 @@
 #include "core/base/fsutil.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -244,5 +245,59 @@ sdw_status sdw_mkdir_p(const char *path) {
     buf[i] = saved;
   }
   free(buf);
+  return SDW_OK;
+}
+
+static int compare_names(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+void sdw_list_files_free(char **names, int count) {
+  for (int i = 0; i < count; i++)
+    free(names[i]);
+  free(names);
+}
+
+sdw_status sdw_list_files(const char *dir, const char *suffix, char ***names, int *count) {
+  *names = NULL;
+  *count = 0;
+  DIR *d = opendir(dir);
+  if (!d) return sdw_fail(SDW_ERR_NOT_FOUND, "%s: %s", dir, strerror(errno));
+  const size_t suffix_len = strlen(suffix);
+  char **v = NULL;
+  int n = 0, cap = 0;
+  sdw_status st = SDW_OK;
+  struct dirent *e;
+  while ((e = readdir(d))) {
+    size_t len = strlen(e->d_name);
+    if (len <= suffix_len || e->d_name[0] == '.' ||
+        strcmp(e->d_name + len - suffix_len, suffix) != 0)
+      continue;
+    struct stat sb;
+    if (fstatat(dirfd(d), e->d_name, &sb, 0) != 0 || !S_ISREG(sb.st_mode)) continue;
+    if (n == cap) {
+      int grown_cap = cap ? cap * 2 : 64;
+      char **grown = realloc(v, (size_t)grown_cap * sizeof *grown);
+      if (!grown) {
+        st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "%s: out of memory listing files", dir);
+        break;
+      }
+      v = grown;
+      cap = grown_cap;
+    }
+    if (!(v[n] = strdup(e->d_name))) {
+      st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "%s: out of memory listing files", dir);
+      break;
+    }
+    n++;
+  }
+  closedir(d);
+  if (st != SDW_OK) {
+    sdw_list_files_free(v, n);
+    return st;
+  }
+  if (n) qsort(v, (size_t)n, sizeof *v, compare_names);
+  *names = v;
+  *count = n;
   return SDW_OK;
 }

@@ -59,6 +59,13 @@ void sdw_atomic_file_abort(sdw_atomic_file *f);
  * SDW_ERR_IO for other failures (a directory, a read error). */
 sdw_status sdw_read_file(const char *path, void **data, size_t *size);
 
+/* The regular files in dir whose names end with suffix (hidden names,
+ * starting with '.', are left out), sorted by name. *names is an array of
+ * *count malloc'd names, owned by the caller: sdw_list_files_free.
+ * SDW_ERR_NOT_FOUND when dir cannot be opened. */
+sdw_status sdw_list_files(const char *dir, const char *suffix, char ***names, int *count);
+void sdw_list_files_free(char **names, int count);
+
 /* Creates path and its missing parents (mode 0777 & ~umask), like mkdir -p.
  * An existing directory is fine; an existing non-directory is SDW_ERR_IO. */
 sdw_status sdw_mkdir_p(const char *path);
