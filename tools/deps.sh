@@ -20,6 +20,11 @@ packages=(
   clang-format           # make check
   mandoc                 # man page lint (make check)
   tmux                   # terminal tests
+  openmpi-bin            # mpirun: CPU data-parallel training (sdw train under mpirun)
+  libopenmpi-dev         # MPI headers and libmpi (loaded at run time)
+  fonts-noto-color-emoji # the demo's images (CBDT bitmaps of Noto Color Emoji)
+  unicode-data           # the demo's captions (emoji-test.txt names)
+  unicode-cldr-core      # the demo's captions (CLDR English keywords)
   python3                # test helpers
   python3-venv           # .venv-test/ with the reference packages (tools/test-venv.sh)
   python3-pip
