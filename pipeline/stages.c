@@ -17,5 +17,13 @@ const sdw_pipeline_stage sdw_pipeline_stages[] = {
      sdw_pipeline_preprocess_main},
     {"build", "merge the token cache, seeded shuffle, train/val split and dataset_config.json",
      sdw_pipeline_build_main},
+    {"encode", "VAE-encode the train/val images into the latent store the trainer reads",
+     sdw_pipeline_encode_main},
+    {"filter-captions", "keep the samples whose captions match keywords (the seed's 06 step)",
+     sdw_pipeline_filter_captions_main},
+    {"diffusiondb", "DiffusionDB part zips to shards (512 center crop, JPEG q95)",
+     sdw_pipeline_diffusiondb_main},
+    {"emoji", "Noto Color Emoji + Unicode names as LAION-style metadata (the demo's data)",
+     sdw_pipeline_emoji_main},
     {NULL, NULL, NULL},
 };

@@ -29,5 +29,13 @@ int sdw_pipeline_download_main(int argc, char **argv);
 int sdw_pipeline_preprocess_main(int argc, char **argv);
 /* `sdw pipeline build` (pipeline/stage_build.c). */
 int sdw_pipeline_build_main(int argc, char **argv);
+/* `sdw pipeline encode` (pipeline/stage_encode.c). */
+int sdw_pipeline_encode_main(int argc, char **argv);
+/* `sdw pipeline filter-captions` (pipeline/stage_filter_captions.c). */
+int sdw_pipeline_filter_captions_main(int argc, char **argv);
+/* `sdw pipeline diffusiondb` (pipeline/stage_diffusiondb.c). */
+int sdw_pipeline_diffusiondb_main(int argc, char **argv);
+/* `sdw pipeline emoji` (pipeline/stage_emoji.c). */
+int sdw_pipeline_emoji_main(int argc, char **argv);
 
 #endif

@@ -12,6 +12,13 @@ static const sdw_command commands[] = {
     {"convert", "seed .pt checkpoints and UNet weights to other layouts", sdw_cmd_convert},
     {"pipeline", "prepare data: LAION metadata to latents, stage by stage", sdw_cmd_pipeline},
     {"sample", "make images from prompts: PNGs with AUTOMATIC1111 infotext", sdw_cmd_sample},
+    {"train", "train a UNet on a latent store, in a run directory you can attach to",
+     sdw_cmd_train},
+    {"ctl", "talk to a running job: status, pause, resume, checkpoint, sample, stop", sdw_cmd_ctl},
+    {"ls", "list run directories and their state", sdw_cmd_ls},
+    {"attach", "open the workbench on a run (the job goes on when you detach)", sdw_cmd_attach},
+    {"demo", "the whole product on the CPU: emoji data, pipeline, live training", sdw_cmd_demo},
+    {"eval", "prompt-to-image retrieval accuracy of a model on its training set", sdw_cmd_eval},
 };
 enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
