@@ -51,7 +51,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes 
 CFLAGS := -std=c11 -D_GNU_SOURCE -O3 -march=$(ARCH) -g -fopenmp -fPIC $(WARN) $(SAN_FLAGS) -I. \
           -DSDW_VERSION='"$(VERSION)"'
 LDFLAGS := -fopenmp $(SAN_FLAGS)
-LDLIBS := -lopenblas -lcjson -lpng -ljpeg -lwebp -lcurl -lzstd -lz -lm -lpthread -ldl
+LDLIBS := -lopenblas -lcjson -lpng -ljpeg -lwebp -lcurl -lzstd -lncursesw -ltinfo -lsixel -lz -lm -lpthread -ldl
 
 ifneq ($(CUDA),1)
   CFLAGS += -DSDW_CUDA_OFF_REASON='"$(CUDA_OFF_REASON)"'
@@ -67,7 +67,7 @@ endif
 
 # --- sources -------------------------------------------------------------------
 LIB_SRCS := $(sort $(wildcard core/base/*.c core/model/*.c core/diffusion/*.c core/train/*.c \
-                              core/*.c kernels/cpu/*.c pipeline/*.c))
+                              core/*.c kernels/cpu/*.c pipeline/*.c tui/*.c))
 CLI_SRCS := $(sort $(wildcard core/cli/*.c))
 CU_SRCS := $(if $(filter 1,$(CUDA)),$(sort $(wildcard kernels/cuda/*.cu)))
 TEST_SRCS := $(sort $(wildcard tests/*.c))
