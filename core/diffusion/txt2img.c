@@ -87,22 +87,29 @@ sdw_txt2img_settings sdw_txt2img_settings_default(void) {
 
 sdw_status sdw_txt2img_create(sdw_ctx *ctx, const sdw_txt2img_parts *parts, sdw_txt2img **out) {
   *out = NULL;
-  SDW_ASSERT(ctx && parts && parts->tokenizer && parts->text_encoder && parts->unet && parts->vae);
+  SDW_ASSERT(ctx && parts && parts->tokenizer && parts->text_encoder && parts->unet);
   const sdw_unet_config *u = &parts->unet->cfg;
   const sdw_clip_text_config *t = &parts->text_encoder->config;
-  const sdw_vae_config *v = &parts->vae->cfg;
-  if (!(parts->vae->parts & SDW_VAE_DECODER))
+  if (!parts->vae) {
+    /* pixel space: the UNet works on the RGB image itself */
+    if (u->in_channels != 3 || u->out_channels != 3)
+      return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                      "a pixel-space model needs a UNet of 3 channels in and out, not %d and %d "
+                      "— give the model's VAE",
+                      u->in_channels, u->out_channels);
+  } else if (!(parts->vae->parts & SDW_VAE_DECODER))
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "the VAE was loaded without its decoder");
   if (t->hidden_size != u->context_dim)
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "the text encoder gives %lld-wide embeddings but the UNet's cross-attention "
                     "takes %d — use a text encoder that matches the UNet",
                     (long long)t->hidden_size, u->context_dim);
-  if (v->latent_channels != u->in_channels || v->latent_channels != u->out_channels)
+  if (parts->vae && (parts->vae->cfg.latent_channels != u->in_channels ||
+                     parts->vae->cfg.latent_channels != u->out_channels))
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "the VAE has %d latent channels but the UNet takes %d and gives %d — use a "
                     "VAE that matches the UNet",
-                    v->latent_channels, u->in_channels, u->out_channels);
+                    parts->vae->cfg.latent_channels, u->in_channels, u->out_channels);
   sdw_txt2img *p = calloc(1, sizeof *p);
   if (!p) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
   p->ctx = ctx;
@@ -197,9 +204,14 @@ bool sdw_txt2img_is_seed_model(const sdw_txt2img *p) {
   return p->unet->cfg.topology == SDW_UNET_SEED;
 }
 
+/* The VAE's downscale; 1 in pixel space. */
+static int vae_factor(const sdw_txt2img *p) { return p->vae ? sdw_vae_downscale(&p->vae->cfg) : 1; }
+
 int sdw_txt2img_size_multiple(const sdw_txt2img *p) {
-  return sdw_vae_downscale(&p->vae->cfg) << (p->unet->cfg.levels - 1);
+  return vae_factor(p) << (p->unet->cfg.levels - 1);
 }
+
+bool sdw_txt2img_is_pixel_space(const sdw_txt2img *p) { return p->vae == NULL; }
 
 const char *sdw_txt2img_model_name(const sdw_txt2img *p) { return p->name; }
 
@@ -227,10 +239,14 @@ static void group_digits(int64_t v, char *out, size_t size) {
 const char *sdw_txt2img_describe(const sdw_txt2img *p, char *buf, size_t size) {
   char count[32];
   group_digits(sdw_unet_param_count(p->unet), count, sizeof count);
-  snprintf(buf, size, "%s UNet, %s parameters; CLIP text %lld wide, %lld layers; VAE f=%d",
+  char vae[32];
+  if (p->vae)
+    snprintf(vae, sizeof vae, "VAE f=%d", vae_factor(p));
+  else
+    snprintf(vae, sizeof vae, "pixel space");
+  snprintf(buf, size, "%s UNet, %s parameters; CLIP text %lld wide, %lld layers; %s",
            sdw_txt2img_is_seed_model(p) ? "seed" : "SD 1.x", count,
-           (long long)p->te->config.hidden_size, (long long)p->te->config.num_layers,
-           sdw_vae_downscale(&p->vae->cfg));
+           (long long)p->te->config.hidden_size, (long long)p->te->config.num_layers, vae);
   return buf;
 }
 
@@ -470,7 +486,7 @@ static sdw_status run_generate(sdw_txt2img *p, const sdw_txt2img_settings *s,
                                const sdw_txt2img_hooks *hooks, uint8_t *rgb, gen_state *g) {
   sdw_ctx *ctx = p->ctx;
   const sdw_unet_config *u = &p->unet->cfg;
-  const int f = sdw_vae_downscale(&p->vae->cfg);
+  const int f = vae_factor(p);
   const int64_t N = count, C = u->in_channels, h = s->height / f, w = s->width / f;
   const int64_t per_image = C * h * w;
 
@@ -534,12 +550,18 @@ static sdw_status run_generate(sdw_txt2img *p, const sdw_txt2img_settings *s,
   SDW_TRY(sdw_sample(&p->schedule, &sc, &io, &latents));
   if (cancelled(hooks)) return sdw_fail(SDW_ERR_INTERRUPTED, "stopped before decoding");
 
+  const int64_t H = s->height, W = s->width, image_values = 3 * H * W;
+  if (!p->vae) { /* pixel space: the sample is the image (scaling factor 1) */
+    for (int64_t i = 0; i < N; i++)
+      sdw_txt2img_to_rgb8(g->latents + i * image_values, H, W, rgb + i * H * W * 3);
+    return SDW_OK;
+  }
+
   /* 4. decode: z / scaling_factor as a division, as diffusers and the seed do */
   const float scale = p->vae->cfg.scaling_factor;
   for (int64_t i = 0; i < N * per_image; i++)
     g->latents[i] = g->latents[i] / scale;
   SDW_TRY(ctx->ops->upload(ctx, g->x_dev, g->latents, (size_t)(N * per_image) * sizeof(float)));
-  const int64_t H = s->height, W = s->width, image_values = 3 * H * W;
   SDW_TRY(dev_alloc(ctx, (size_t)(N * image_values) * sizeof(float), &g->image_dev));
   if (!(g->image_host = malloc((size_t)(N * image_values) * sizeof(float))))
     return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for the images");

@@ -3,7 +3,8 @@
  *
  * It holds the tokenizer, the CLIP text encoder, the UNet and the VAE (either
  * opened from model files, and then owned, or borrowed from a caller that
- * already has them, e.g. the trainer's EMA UNet) and turns a batch of
+ * already has them, e.g. the trainer's EMA UNet; a pixel-space model has no
+ * VAE) and turns a batch of
  * (prompt, negative prompt, seed) jobs plus settings into RGB8 images:
  *
  *   ids      = tokenize([negative_0..negative_{N-1}, prompt_0..prompt_{N-1}])
@@ -120,7 +121,8 @@ typedef struct sdw_txt2img_parts {
   sdw_tokenizer *tokenizer;
   sdw_clip_text *text_encoder;
   sdw_unet *unet;
-  sdw_vae *vae; /* needs its decoder */
+  sdw_vae *vae; /* needs its decoder; NULL: pixel space (the UNet denoises the
+                  RGB image in [-1, 1] itself, 3 channels, scaling factor 1) */
 } sdw_txt2img_parts;
 
 /* A pipeline over borrowed parts on ctx (borrowed). Checks that they fit
@@ -179,6 +181,8 @@ void sdw_txt2img_free(sdw_txt2img *p);
 
 const sdw_unet *sdw_txt2img_unet(const sdw_txt2img *p);
 bool sdw_txt2img_is_seed_model(const sdw_txt2img *p);
+/* True for a pixel-space model (no VAE: the samples are the images). */
+bool sdw_txt2img_is_pixel_space(const sdw_txt2img *p);
 /* Image sides must be multiples of this: VAE downscale x 2^(UNet levels-1)
  * (SD 1.x: 64 - a diffusers UNet pads odd sizes, ours does not). */
 int sdw_txt2img_size_multiple(const sdw_txt2img *p);
