@@ -59,7 +59,11 @@ void sdw_control_server_close(sdw_control_server *s);
  * body, e.g. {"ok":true,"status":{...}}; ownership passes to the server,
  * which adds "id" (and "ok":true when the body has no "ok"). NULL becomes
  * {"ok":false,"error":"internal"}. "subscribe" is answered by the server
- * itself (the handler is not called for it). */
+ * itself (the handler is not called for it), and the arguments of "sample"
+ * are checked before the handler sees them: "prompt" a string, "negative" a
+ * string, "steps" an integer in [1, 1000], "cfg" a number in [0, 100],
+ * "seed" an integer in [0, 2^53], "ema" a bool (all but prompt optional;
+ * null counts as absent). */
 typedef cJSON *(*sdw_control_handler)(void *user, const char *cmd, const cJSON *request);
 
 /* Accepts, reads, dispatches complete lines to handler, writes replies,
@@ -78,6 +82,9 @@ void sdw_control_server_broadcast(sdw_control_server *s, const cJSON *event);
 int sdw_control_server_fd(const sdw_control_server *s);
 int sdw_control_server_clients(const sdw_control_server *s);
 int sdw_control_server_subscribers(const sdw_control_server *s);
+/* The peer uid accepted (default: the server's euid). For tests and for a
+ * job that deliberately serves another user. */
+void sdw_control_server_set_peer_uid(sdw_control_server *s, unsigned uid);
 
 /* Reply helpers for handlers: {"ok":true} and {"ok":false,"error":msg}
  * (printf-style). Owned by the caller (usually returned to the server). */
