@@ -48,34 +48,54 @@ SDW_TEST(allreduce_single_identity) {
   sdw_allreduce_free(NULL);
 }
 
-/* "auto" outside any launcher is the single engine; an unknown name is an
- * invalid argument with a message naming the engines. */
+/* "auto" outside any launcher is the single engine; SDW_DIST refines
+ * "auto" (and wins over a launcher's variables) but not an explicit name;
+ * an unknown name is an invalid argument with a message naming it. */
 SDW_TEST(allreduce_engine_selection) {
-  static const char *const launcher_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK",
-                                              "SDW_DIST_INIT"};
-  char *saved[4];
-  for (int i = 0; i < 4; i++) {
-    const char *v = getenv(launcher_vars[i]);
+  static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SDW_DIST",
+                                     "SDW_DIST_INIT"};
+  enum { NVARS = sizeof vars / sizeof vars[0] };
+  char *saved[NVARS];
+  for (int i = 0; i < NVARS; i++) {
+    const char *v = getenv(vars[i]);
     saved[i] = v ? strdup(v) : NULL;
-    unsetenv(launcher_vars[i]);
+    unsetenv(vars[i]);
   }
   sdw_allreduce *a = NULL;
   CHECK_OK(sdw_allreduce_init("auto", &a));
-  REQUIRE(a);
-  CHECK(strcmp(sdw_allreduce_engine(a), "single") == 0 && sdw_allreduce_world(a) == 1);
+  CHECK(a && strcmp(sdw_allreduce_engine(a), "single") == 0 && sdw_allreduce_world(a) == 1);
   sdw_allreduce_free(a);
   a = NULL;
   CHECK_OK(sdw_allreduce_init(NULL, &a));
   CHECK(a && sdw_allreduce_world(a) == 1);
   sdw_allreduce_free(a);
 
+  /* a launcher's variable with SDW_DIST=single: single, MPI never loaded */
+  setenv("OMPI_COMM_WORLD_SIZE", "2", 1);
+  setenv("SDW_DIST", "single", 1);
   a = NULL;
-  CHECK(sdw_allreduce_init("gloo", &a) == SDW_ERR_INVALID_ARGUMENT);
+  CHECK_OK(sdw_allreduce_init("auto", &a));
+  CHECK(a && strcmp(sdw_allreduce_engine(a), "single") == 0);
+  sdw_allreduce_free(a);
+  unsetenv("OMPI_COMM_WORLD_SIZE");
+
+  setenv("SDW_DIST", "gloo", 1);
+  a = NULL;
+  CHECK(sdw_allreduce_init(NULL, &a) == SDW_ERR_INVALID_ARGUMENT);
   CHECK(a == NULL);
   CHECK(strstr(sdw_last_error(), "gloo") != NULL);
+  a = NULL;
+  CHECK_OK(sdw_allreduce_init("single", &a)); /* an explicit engine ignores SDW_DIST */
+  sdw_allreduce_free(a);
+  unsetenv("SDW_DIST");
 
-  for (int i = 0; i < 4; i++) {
-    if (saved[i]) setenv(launcher_vars[i], saved[i], 1);
+  a = NULL;
+  CHECK(sdw_allreduce_init("nccl-maybe", &a) == SDW_ERR_INVALID_ARGUMENT);
+  CHECK(a == NULL);
+  CHECK(strstr(sdw_last_error(), "nccl-maybe") != NULL);
+
+  for (int i = 0; i < NVARS; i++) {
+    if (saved[i]) setenv(vars[i], saved[i], 1);
     free(saved[i]);
   }
 }

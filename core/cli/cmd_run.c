@@ -17,6 +17,8 @@ static const sdw_run_component components[] = {
     {"unet", "UNet forward: sample, timestep, [context] -> out", sdw_run_unet_usage, sdw_run_unet},
     {"unet-grad", "UNet forward + backward, MSE to target -> loss, grad.<parameter>",
      sdw_run_unet_grad_usage, sdw_run_unet_grad},
+    {"allreduce-check", "data-parallel collectives on every rank, checked",
+     sdw_run_allreduce_check_usage, sdw_run_allreduce_check},
 };
 enum { COMPONENT_COUNT = sizeof components / sizeof components[0] };
 

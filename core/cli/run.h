@@ -35,6 +35,10 @@ int sdw_run_vae_encode(int argc, char **argv);
 void sdw_run_vae_decode_usage(FILE *out);
 int sdw_run_vae_decode(int argc, char **argv);
 
+/* allreduce-check (core/cli/run_allreduce.c). */
+void sdw_run_allreduce_check_usage(FILE *out);
+int sdw_run_allreduce_check(int argc, char **argv);
+
 /* Shared option helpers: argv[*i] is "--name VALUE" or "--name=VALUE";
  * on a match *value receives the value (advancing *i past it) and the
  * function returns 1; 0 when argv[*i] is another option; -1 (message

@@ -29,6 +29,8 @@ int sdw_allreduce_mpi_launched(void) {
 sdw_status sdw_allreduce_init(const char *engine, sdw_allreduce **out) {
   *out = NULL;
   if (!engine || !*engine) engine = "auto";
+  /* the environment's choice refines "auto" (man sdw(1), ENVIRONMENT) */
+  if (strcmp(engine, "auto") == 0 && env_set("SDW_DIST")) engine = getenv("SDW_DIST");
   if (strcmp(engine, "auto") == 0) {
     if (sdw_allreduce_mpi_launched())
       engine = "mpi";

@@ -9,9 +9,9 @@
  *    Launch with `mpirun -np N sdw ...`.
  *  - "tcp":    plain sockets, rank 0 reduces (env SDW_DIST_INIT=tcp://host:port,
  *    SDW_WORLD_SIZE, SDW_RANK) when built in; see allreduce.c.
- *  - "auto":   "mpi" when launched by mpirun/srun (OMPI_COMM_WORLD_SIZE,
- *    PMI_SIZE or PMIX_RANK set), "tcp" when SDW_DIST_INIT is set, else
- *    "single".
+ *  - "auto":   the engine named by env SDW_DIST when set; else "mpi" when
+ *    launched by mpirun/srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK
+ *    set), "tcp" when SDW_DIST_INIT is set, else "single".
  *
  * Determinism: every rank ends every collective with bit-identical buffers
  * (the reduction order is fixed for a given world size: MPI_Allreduce of
