@@ -497,6 +497,7 @@ static void accept_clients(sdw_control_server *s) {
 
 sdw_status sdw_control_server_poll(sdw_control_server *s, int timeout_ms,
                                    sdw_control_handler handler, void *user) {
+  reap_clients(s); /* those a broadcast dropped */
   struct pollfd pfd[SDW_CONTROL_MAX_CLIENTS + 1];
   pfd[0].fd = s->fd;
   pfd[0].events = POLLIN;
@@ -536,15 +537,21 @@ void sdw_control_server_broadcast(sdw_control_server *s, const cJSON *event) {
     client_queue(c, text, strlen(text));
   }
   free(text);
-  reap_clients(s);
+  /* Dropped clients are closed by the next poll: broadcast may be called by
+   * a handler while poll walks the client list. */
 }
 
 int sdw_control_server_fd(const sdw_control_server *s) { return s->fd; }
-int sdw_control_server_clients(const sdw_control_server *s) { return s->nclients; }
+int sdw_control_server_clients(const sdw_control_server *s) {
+  int k = 0;
+  for (int i = 0; i < s->nclients; i++)
+    k += !s->clients[i]->dead;
+  return k;
+}
 int sdw_control_server_subscribers(const sdw_control_server *s) {
   int k = 0;
   for (int i = 0; i < s->nclients; i++)
-    k += s->clients[i]->subscribed;
+    k += s->clients[i]->subscribed && !s->clients[i]->dead;
   return k;
 }
 

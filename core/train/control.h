@@ -74,7 +74,8 @@ typedef cJSON *(*sdw_control_handler)(void *user, const char *cmd, const cJSON *
 sdw_status sdw_control_server_poll(sdw_control_server *s, int timeout_ms,
                                    sdw_control_handler handler, void *user);
 /* Queues event (borrowed) to every subscriber; a client that cannot take it
- * (pending output over the limit) is dropped. Never blocks. */
+ * (pending output over the limit) is dropped. Never blocks. May be called
+ * from inside a handler. */
 void sdw_control_server_broadcast(sdw_control_server *s, const cJSON *event);
 
 /* The listening descriptor (for a caller's own poll()), and the number of
