@@ -1,0 +1,64 @@
+#include "core/train/unet_init.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/base/rng.h"
+
+static bool ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* The seed's zero-initialised modules (SEED.md 1.5). */
+static bool seed_zero_init(const char *name) {
+  return strstr(name, ".conv2.") || strstr(name, ".proj_out.") || strstr(name, ".to_out.") ||
+         strstr(name, ".mlp.2.") || strncmp(name, "conv_out.", 9) == 0;
+}
+
+static int64_t fan_in(const sdw_tensor *w) {
+  int64_t f = w->shape[1];
+  for (int d = 2; d < w->ndim; d++)
+    f *= w->shape[d];
+  return f;
+}
+
+sdw_status sdw_unet_init_random(sdw_unet *m, uint64_t seed) {
+  sdw_params *p = &m->params;
+  float *host = calloc(p->total ? p->total : 1, sizeof *host);
+  if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "init: out of memory");
+  const bool seed_topology = m->cfg.topology == SDW_UNET_SEED;
+  for (int i = 0; i < p->count; i++) {
+    const sdw_param *it = &p->items[i];
+    const int64_t n = sdw_tensor_numel(&it->value);
+    float *dst = host + it->offset;
+    if (seed_topology && seed_zero_init(it->name)) continue; /* zeros */
+    double bound = 0;
+    if (it->value.ndim >= 2) {
+      bound = 1.0 / sqrt((double)fan_in(&it->value));
+    } else if (ends_with(it->name, "bias")) {
+      char wname[SDW_PARAM_NAME_MAX];
+      snprintf(wname, sizeof wname,
+               "%.*s"
+               "weight",
+               (int)(strlen(it->name) - 4), it->name);
+      const sdw_param *w = sdw_params_find(p, wname);
+      if (w && w->value.ndim >= 2) bound = 1.0 / sqrt((double)fan_in(&w->value));
+      /* else a norm's bias: 0 */
+    } else {
+      for (int64_t k = 0; k < n; k++)
+        dst[k] = 1.0f; /* a norm's scale */
+      continue;
+    }
+    if (bound == 0) continue;
+    sdw_rng_fill_uniform(dst, (size_t)n, seed, 0x696e6974ull + (uint64_t)i, 0);
+    for (int64_t k = 0; k < n; k++)
+      dst[k] = (float)((2.0 * dst[k] - 1.0) * bound);
+  }
+  sdw_status st = m->ctx->ops->upload(m->ctx, p->flat, host, p->total * sizeof *host);
+  free(host);
+  return st;
+}

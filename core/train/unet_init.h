@@ -1,0 +1,33 @@
+/* Random initialisation of a UNet for training from scratch, as PyTorch
+ * initialises the seed's UNetModel (SEED.md 1.5):
+ *  - weights of rank >= 2 (Linear, Conv2d, ConvTranspose2d):
+ *    kaiming_uniform(a = sqrt 5), i.e. U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+ *    with fan_in = shape[1] * prod(shape[2:]) (torch's rule, also for the
+ *    transposed conv's [in, out, k, k] weight);
+ *  - their biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of the weight's fan_in;
+ *  - GroupNorm / LayerNorm: weight 1, bias 0;
+ *  - the seed's zero-initialised modules (seed topology): every ResBlock's
+ *    conv2, SpatialTransformer.proj_out, both attentions' to_out, the
+ *    transformer MLP's last Linear (mlp.2) and conv_out: weight and bias 0.
+ * Random values come from the Philox stream (seed, subsequence 0x696e6974 +
+ * parameter index): uniform u in [0, 1) -> (2u - 1) * bound. The result does
+ * not depend on threads or backend. */
+#ifndef SDW_TRAIN_UNET_INIT_H
+#define SDW_TRAIN_UNET_INIT_H
+
+#include <stdint.h>
+
+#include "core/base/status.h"
+#include "core/model/unet.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Overwrites every parameter of m (created, on any backend). */
+sdw_status sdw_unet_init_random(sdw_unet *m, uint64_t seed);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
