@@ -62,6 +62,22 @@ sdw_status sdw_allreduce_init(const char *engine, sdw_allreduce **out) {
   return SDW_OK;
 }
 
+sdw_status sdw_allreduce_init_tcp(const char *init, int world, int rank, double timeout_s,
+                                  sdw_allreduce **out) {
+  *out = NULL;
+  sdw_allreduce *a = calloc(1, sizeof *a);
+  if (!a) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "allreduce: out of host memory");
+  sdw_status st = sdw_allreduce_tcp_connect(init, world, rank, timeout_s, &a->engine, &a->impl);
+  if (st != SDW_OK) {
+    free(a);
+    return st;
+  }
+  a->rank = rank;
+  a->world = world;
+  *out = a;
+  return SDW_OK;
+}
+
 void sdw_allreduce_free(sdw_allreduce *a) {
   if (!a) return;
   if (a->engine) a->engine->destroy(a->impl);

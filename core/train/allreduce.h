@@ -45,6 +45,12 @@ typedef struct sdw_allreduce sdw_allreduce;
  * at process exit). */
 sdw_status sdw_allreduce_init(const char *engine, sdw_allreduce **out);
 void sdw_allreduce_free(sdw_allreduce *a);
+/* The tcp engine without the environment: rank 0 of world listens on init
+ * ("tcp://host:port"), the others connect; returns when all ranks are
+ * there or after timeout_s seconds (SDW_ERR_IO). For tests, and for
+ * exchanging ids (NCCL) before a GPU world exists. */
+sdw_status sdw_allreduce_init_tcp(const char *init, int world, int rank, double timeout_s,
+                                  sdw_allreduce **out);
 
 /* "single", "mpi", "tcp". */
 const char *sdw_allreduce_engine(const sdw_allreduce *a);

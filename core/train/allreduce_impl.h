@@ -25,6 +25,12 @@ sdw_status sdw_allreduce_mpi_open(const sdw_allreduce_ops **engine, void **impl,
 sdw_status sdw_allreduce_tcp_open(const sdw_allreduce_ops **engine, void **impl, int *rank,
                                   int *world);
 
+/* The tcp engine with explicit parameters (sdw_allreduce_tcp_open reads
+ * them from the environment): init "tcp://host:port", this rank of world,
+ * timeout_s for the rendezvous. */
+sdw_status sdw_allreduce_tcp_connect(const char *init, int world, int rank, double timeout_s,
+                                     const sdw_allreduce_ops **engine, void **impl);
+
 /* True when the environment says this process was started by an MPI
  * launcher (mpirun / srun). */
 int sdw_allreduce_mpi_launched(void);
