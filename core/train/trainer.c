@@ -446,6 +446,11 @@ sdw_status sdw_trainer_step(sdw_trainer *t, sdw_trainer_report *r) {
   return SDW_OK;
 }
 
+sdw_status sdw_trainer_sync_flag(sdw_trainer *t, int *flag) {
+  if (t->world == 1) return SDW_OK;
+  return sdw_allreduce_broadcast(t->ar, flag, sizeof *flag, 0);
+}
+
 bool sdw_trainer_done(const sdw_trainer *t) { return t->step >= t->stop_at; }
 int64_t sdw_trainer_global_step(const sdw_trainer *t) { return t->step; }
 int64_t sdw_trainer_epoch(const sdw_trainer *t) { return t->epoch; }

@@ -68,6 +68,9 @@ typedef struct sdw_trainer_report {
 /* One optimizer step. SDW_ERR_INVALID_ARGUMENT when the run is done. */
 sdw_status sdw_trainer_step(sdw_trainer *t, sdw_trainer_report *r);
 
+/* *flag = rank 0's *flag on every rank (a broadcast; no-op for one rank). */
+sdw_status sdw_trainer_sync_flag(sdw_trainer *t, int *flag);
+
 /* State. */
 bool sdw_trainer_done(const sdw_trainer *t);
 int64_t sdw_trainer_global_step(const sdw_trainer *t);
@@ -111,6 +114,8 @@ sdw_status sdw_trainer_sample(sdw_trainer *t, const char *const *prompts,
 typedef struct sdw_trainer_run_options {
   const char *config_text; /* the resolved config (written to RUN/config.ini) */
   bool quiet;              /* no progress lines on stderr */
+  /* set (nonzero) by the caller's SIGINT/SIGTERM handler: checkpoint, stop */
+  const atomic_int *interrupt;
 } sdw_trainer_run_options;
 
 /* Runs (or resumes: RUN/checkpoints) the job described by cfg in run_dir,

@@ -1,0 +1,110 @@
+#include "core/train/run_dir.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/base/fsutil.h"
+
+void sdw_run_dir_file(const sdw_run_dir *r, const char *name, char *buf, size_t size) {
+  snprintf(buf, size, "%s/%s", r->path, name);
+}
+
+sdw_status sdw_run_dir_open(sdw_run_dir *r, const char *path) {
+  memset(r, 0, sizeof *r);
+  if (strlen(path) >= sizeof r->path - 64)
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "%s: run directory path too long", path);
+  snprintf(r->path, sizeof r->path, "%s", path);
+  char buf[4200];
+  SDW_TRY(sdw_mkdir_p(path));
+  sdw_run_dir_file(r, "checkpoints", buf, sizeof buf);
+  SDW_TRY(sdw_mkdir_p(buf));
+  sdw_run_dir_file(r, "samples", buf, sizeof buf);
+  SDW_TRY(sdw_mkdir_p(buf));
+  sdw_run_dir_file(r, "events.log", buf, sizeof buf);
+  r->events = fopen(buf, "a");
+  sdw_run_dir_file(r, "metrics.jsonl", buf, sizeof buf);
+  r->metrics = fopen(buf, "a");
+  if (!r->events || !r->metrics) {
+    sdw_status st = sdw_fail(SDW_ERR_IO, "%s: %s", buf, strerror(errno));
+    sdw_run_dir_close(r);
+    return st;
+  }
+  if (sdw_tfevents_open(path, &r->tb) != SDW_OK) r->tb = NULL;
+  return SDW_OK;
+}
+
+void sdw_run_dir_close(sdw_run_dir *r) {
+  if (r->events) fclose(r->events);
+  if (r->metrics) fclose(r->metrics);
+  sdw_tfevents_close(r->tb);
+  r->events = r->metrics = NULL;
+  r->tb = NULL;
+}
+
+void sdw_run_dir_event(sdw_run_dir *r, const char *level, const char *fmt, ...) {
+  char msg[4096], stamp[32];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  for (char *p = msg; *p; p++)
+    if (*p == '\n' || *p == '\r') *p = ' '; /* one line per event */
+  time_t now = time(NULL);
+  struct tm tm;
+  gmtime_r(&now, &tm);
+  strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  if (r->events) {
+    fprintf(r->events, "%s %s %s\n", stamp, level, msg);
+    fflush(r->events);
+  }
+  if (r->server) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "event", "log");
+    cJSON_AddStringToObject(e, "level", level);
+    cJSON_AddStringToObject(e, "message", msg);
+    cJSON_AddNumberToObject(e, "time", (double)now);
+    sdw_control_server_broadcast(r->server, e);
+    cJSON_Delete(e);
+  }
+}
+
+void sdw_run_dir_metric(sdw_run_dir *r, const cJSON *obj, bool flush) {
+  char *text = cJSON_PrintUnformatted(obj);
+  if (text && r->metrics) {
+    fprintf(r->metrics, "%s\n", text);
+    if (flush) fflush(r->metrics);
+  }
+  cJSON_free(text);
+  if (r->server) {
+    cJSON *e = cJSON_Duplicate(obj, true);
+    if (e) {
+      cJSON_AddStringToObject(e, "event", "metric");
+      sdw_control_server_broadcast(r->server, e);
+      cJSON_Delete(e);
+    }
+  }
+}
+
+sdw_status sdw_run_dir_job(sdw_run_dir *r, const cJSON *obj) {
+  char *text = cJSON_PrintUnformatted(obj);
+  if (!text) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "job.json: out of memory");
+  size_t n = strlen(text);
+  char *line = malloc(n + 2);
+  sdw_status st;
+  if (!line) {
+    st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "job.json: out of memory");
+  } else {
+    memcpy(line, text, n);
+    line[n] = '\n';
+    char path[4200];
+    sdw_run_dir_file(r, "job.json", path, sizeof path);
+    st = sdw_atomic_write(path, line, n + 1);
+    free(line);
+  }
+  cJSON_free(text);
+  return st;
+}

@@ -1,0 +1,571 @@
+/* The training job (sdw_trainer_run in trainer.h): the engine inside a run
+ * directory, with the control socket, checkpoints, validation and samples.
+ * Rank 0 owns every file and the socket; other ranks only step, and learn
+ * about a stop through a broadcast before every step. */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/base/fsutil.h"
+#include "core/base/png_image.h"
+#include "core/train/checkpoint.h"
+#include "core/train/control.h"
+#include "core/train/run_dir.h"
+#include "core/train/trainer.h"
+
+#ifndef SDW_VERSION
+#define SDW_VERSION "unknown"
+#endif
+
+/* The seed's validation prompts (SEED.md 2.7). */
+static const char *const val_prompts[4] = {
+    "epic mountain landscape at golden hour, photorealistic, detailed, 8k",
+    "portrait of a young woman, soft lighting, detailed face, photorealistic",
+    "cyberpunk city street at night, neon lights, rain reflections, cinematic",
+    "beautiful flower meadow, sunlight, sharp focus, nature photography"};
+
+enum { MAX_QUEUE = 16 };
+
+typedef struct sample_req {
+  char *prompt, *negative;
+  int steps;
+  double cfg;
+  uint64_t seed;
+  bool ema;
+} sample_req;
+
+typedef struct job {
+  const sdw_train_config *cfg;
+  const sdw_trainer_run_options *opt;
+  sdw_run_dir dir;
+  bool rank0, dir_open;
+  sdw_control_server *srv;
+  sdw_trainer *t;
+  const char *state;
+  char host[256];
+  char last_ckpt[128];
+  char error[1024];
+  double loss, lr, grad_norm, img_per_s, step_s_avg;
+  double last_job_write;
+  bool paused, stop_req;
+  int64_t last_saved_step;
+  sample_req queue[MAX_QUEUE];
+  int nqueue;
+} job;
+
+static double wall_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double mem_mb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_maxrss / 1024.0;
+}
+
+static void add_num(cJSON *o, const char *k, double v) {
+  if (isfinite(v))
+    cJSON_AddNumberToObject(o, k, v);
+  else
+    cJSON_AddNullToObject(o, k);
+}
+
+static cJSON *job_status(const job *j) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "format", "sdw-job/1");
+  cJSON_AddNumberToObject(o, "pid", (double)getpid());
+  cJSON_AddStringToObject(o, "host", j->host);
+  cJSON_AddStringToObject(o, "state", j->state);
+  const sdw_trainer *t = j->t;
+  const int64_t step = t ? sdw_trainer_global_step(t) : 0,
+                total = t ? sdw_trainer_total_steps(t) : 0;
+  cJSON_AddNumberToObject(o, "step", (double)step);
+  cJSON_AddNumberToObject(o, "epoch", t ? (double)sdw_trainer_epoch(t) : 0);
+  cJSON_AddNumberToObject(o, "total_steps", (double)total);
+  add_num(o, "loss", j->loss);
+  add_num(o, "lr", j->lr);
+  add_num(o, "grad_norm", j->grad_norm);
+  add_num(o, "img_per_s", j->img_per_s);
+  add_num(o, "eta_s", j->step_s_avg > 0 ? (double)(total - step) * j->step_s_avg : NAN);
+  add_num(o, "mem_mb", mem_mb());
+  cJSON_AddStringToObject(o, "last_checkpoint", j->last_ckpt);
+  cJSON_AddStringToObject(o, "error", j->error);
+  cJSON_AddStringToObject(o, "sdw_version", SDW_VERSION);
+  cJSON_AddNumberToObject(o, "updated", (double)time(NULL));
+  return o;
+}
+
+static void write_job(job *j) {
+  if (!j->rank0 || !j->dir_open) return;
+  cJSON *o = job_status(j);
+  if (sdw_run_dir_job(&j->dir, o) != SDW_OK)
+    fprintf(stderr, "sdw: train: cannot write job.json: %s\n", sdw_last_error());
+  cJSON_Delete(o);
+  j->last_job_write = wall_now();
+}
+
+static void set_state(job *j, const char *state) {
+  if (j->state && strcmp(j->state, state) == 0) return;
+  j->state = state;
+  write_job(j);
+  if (j->srv) {
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "event", "state");
+    cJSON_AddStringToObject(e, "state", state);
+    cJSON_AddNumberToObject(e, "step", j->t ? (double)sdw_trainer_global_step(j->t) : 0);
+    sdw_control_server_broadcast(j->srv, e);
+    cJSON_Delete(e);
+  }
+}
+
+static void job_log(job *j, const char *level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void job_log(job *j, const char *level, const char *fmt, ...) {
+  char msg[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (!j->rank0) return;
+  if (j->dir_open) sdw_run_dir_event(&j->dir, level, "%s", msg);
+  if (!j->opt->quiet || strcmp(level, "INFO") != 0) fprintf(stderr, "sdw: train: %s\n", msg);
+}
+
+static void trainer_log(void *user, int level, const char *message) {
+  job_log(user, level >= 2 ? "ERROR" : level == 1 ? "WARN" : "INFO", "%s", message);
+}
+
+static void warn_cb(void *user, const char *message) { job_log(user, "WARN", "%s", message); }
+
+/* --- checkpoints, validation, samples ------------------------------------------ */
+
+static sdw_status do_checkpoint(job *j) {
+  const int64_t step = sdw_trainer_global_step(j->t);
+  if (!j->rank0 || step == j->last_saved_step) return SDW_OK;
+  const char *prev = j->state;
+  set_state(j, "checkpointing");
+  char dir[4200], path[4300];
+  sdw_run_dir_file(&j->dir, "checkpoints", dir, sizeof dir);
+  sdw_checkpoint_path(dir, step, path, sizeof path);
+  const double t0 = wall_now();
+  sdw_status st = sdw_trainer_save(j->t, path);
+  const char *name = strrchr(path, '/') + 1;
+  if (st == SDW_OK) st = sdw_checkpoint_set_latest(dir, name);
+  if (st == SDW_OK) {
+    sdw_checkpoint_prune(dir, j->cfg->keep_last, j->cfg->keep_every);
+    snprintf(j->last_ckpt, sizeof j->last_ckpt, "checkpoints/%s", name);
+    j->last_saved_step = step;
+    job_log(j, "INFO", "checkpoint %s (%.2f s)", j->last_ckpt, wall_now() - t0);
+    if (j->srv) {
+      cJSON *e = cJSON_CreateObject();
+      cJSON_AddStringToObject(e, "event", "checkpoint");
+      cJSON_AddStringToObject(e, "path", j->last_ckpt);
+      cJSON_AddNumberToObject(e, "step", (double)step);
+      sdw_control_server_broadcast(j->srv, e);
+      cJSON_Delete(e);
+    }
+  } else {
+    job_log(j, "ERROR", "checkpoint at step %lld failed: %s", (long long)step, sdw_last_error());
+  }
+  set_state(j, prev);
+  return st;
+}
+
+static sdw_status write_png(const char *path, const uint8_t *rgb, int w, int h, const char *info) {
+  const sdw_png_text texts[] = {{"parameters", info ? info : ""}, {"Software", "sdw " SDW_VERSION}};
+  return sdw_png_write(path, rgb, w, h, 3, texts, 2);
+}
+
+/* The seed's validation: 4 prompts, seeds val_seed + i, a 1x4 grid with
+ * torchvision's 2-pixel padding. */
+static void do_validation(job *j) {
+  if (!j->rank0) return;
+  const int64_t step = sdw_trainer_global_step(j->t);
+  const char *prev = j->state;
+  double vl;
+  sdw_status st = sdw_trainer_val_loss(j->t, &vl);
+  if (st == SDW_OK) {
+    cJSON *m = cJSON_CreateObject();
+    cJSON_AddNumberToObject(m, "step", (double)step);
+    cJSON_AddNumberToObject(m, "epoch", (double)sdw_trainer_epoch(j->t));
+    add_num(m, "val_loss", vl);
+    cJSON_AddNumberToObject(m, "time", wall_now());
+    sdw_run_dir_metric(&j->dir, m, true);
+    cJSON_Delete(m);
+    if (j->dir.tb) {
+      sdw_tfevents_scalar(j->dir.tb, "train/val_loss", step, wall_now(), (float)vl);
+      sdw_tfevents_flush(j->dir.tb);
+    }
+    job_log(j, "INFO", "validation loss %.6f at step %lld", vl, (long long)step);
+  } else if (st != SDW_ERR_NOT_FOUND) {
+    job_log(j, "WARN", "validation loss failed: %s", sdw_last_error());
+  }
+  if (!j->cfg->vae[0] || strcmp(j->cfg->text_encoder, "none") == 0) return;
+  set_state(j, "sampling");
+  uint64_t seeds[4];
+  for (int i = 0; i < 4; i++)
+    seeds[i] = j->cfg->val_seed + (uint64_t)i;
+  uint8_t *rgb = NULL;
+  int w = 0, h = 0;
+  char *info[4] = {0};
+  st = sdw_trainer_sample(j->t, val_prompts, NULL, seeds, 4, j->cfg->val_steps, j->cfg->val_cfg,
+                          true, j->opt->interrupt, &rgb, &w, &h, info);
+  if (st == SDW_OK) {
+    const int pad = 2, gw = 4 * w + 5 * pad, gh = h + 2 * pad;
+    uint8_t *grid = calloc((size_t)gw * gh * 3, 1);
+    if (grid) {
+      for (int i = 0; i < 4; i++)
+        for (int y = 0; y < h; y++)
+          memcpy(grid + ((size_t)(y + pad) * gw + pad + i * (w + pad)) * 3,
+                 rgb + ((size_t)i * h * w + (size_t)y * w) * 3, (size_t)w * 3);
+      char path[4300], rel[128];
+      snprintf(rel, sizeof rel, "samples/val-step-%08lld.png", (long long)step);
+      sdw_run_dir_file(&j->dir, rel, path, sizeof path);
+      st = write_png(path, grid, gw, gh, info[0]);
+      if (st == SDW_OK) job_log(j, "INFO", "validation grid %s", rel);
+      free(grid);
+    }
+  }
+  if (st != SDW_OK) job_log(j, "WARN", "validation grid failed: %s", sdw_last_error());
+  for (int i = 0; i < 4; i++)
+    free(info[i]);
+  free(rgb);
+  set_state(j, prev);
+}
+
+static void run_samples(job *j) {
+  const char *prev = j->state;
+  while (j->nqueue > 0) {
+    sample_req q = j->queue[0];
+    memmove(j->queue, j->queue + 1, (size_t)(--j->nqueue) * sizeof q);
+    set_state(j, "sampling");
+    const int64_t step = sdw_trainer_global_step(j->t);
+    const char *prompts[1] = {q.prompt}, *negs[1] = {q.negative ? q.negative : ""};
+    uint8_t *rgb = NULL;
+    int w = 0, h = 0;
+    char *info[1] = {NULL}, rel[160], path[4300];
+    snprintf(rel, sizeof rel, "samples/sample-step-%08lld-%llu.png", (long long)step,
+             (unsigned long long)q.seed);
+    sdw_status st = sdw_trainer_sample(j->t, prompts, negs, &q.seed, 1, q.steps, q.cfg, q.ema,
+                                       j->opt->interrupt, &rgb, &w, &h, info);
+    if (st == SDW_OK) {
+      sdw_run_dir_file(&j->dir, rel, path, sizeof path);
+      st = write_png(path, rgb, w, h, info[0]);
+    }
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "event", "sample");
+    cJSON_AddStringToObject(e, "prompt", q.prompt);
+    cJSON_AddNumberToObject(e, "seed", (double)q.seed);
+    cJSON_AddNumberToObject(e, "step", (double)step);
+    if (st == SDW_OK) {
+      cJSON_AddStringToObject(e, "path", rel);
+      job_log(j, "INFO", "sample %s", rel);
+    } else {
+      cJSON_AddStringToObject(e, "error", sdw_last_error());
+      job_log(j, "WARN", "sample failed: %s", sdw_last_error());
+    }
+    if (j->srv) sdw_control_server_broadcast(j->srv, e);
+    cJSON_Delete(e);
+    free(info[0]);
+    free(rgb);
+    free(q.prompt);
+    free(q.negative);
+  }
+  set_state(j, prev);
+}
+
+/* --- the control handler --------------------------------------------------------- */
+
+static cJSON *handle(void *user, const char *cmd, const cJSON *req) {
+  job *j = user;
+  if (strcmp(cmd, "status") == 0) {
+    cJSON *r = sdw_control_reply_ok();
+    cJSON_AddItemToObject(r, "status", job_status(j));
+    return r;
+  }
+  if (strcmp(cmd, "pause") == 0) {
+    j->paused = true;
+    set_state(j, "paused");
+    job_log(j, "INFO", "paused at step %lld", (long long)sdw_trainer_global_step(j->t));
+    return sdw_control_reply_ok();
+  }
+  if (strcmp(cmd, "resume") == 0) {
+    if (j->paused) job_log(j, "INFO", "resumed");
+    j->paused = false;
+    set_state(j, "running");
+    return sdw_control_reply_ok();
+  }
+  if (strcmp(cmd, "checkpoint") == 0) {
+    /* between steps: the file is written before the reply */
+    if (sdw_trainer_global_step(j->t) != j->last_saved_step && do_checkpoint(j) != SDW_OK)
+      return sdw_control_reply_error("checkpoint failed: %s", sdw_last_error());
+    cJSON *r = sdw_control_reply_ok();
+    cJSON_AddStringToObject(r, "path", j->last_ckpt);
+    return r;
+  }
+  if (strcmp(cmd, "stop") == 0) {
+    j->stop_req = true;
+    job_log(j, "INFO", "stop requested: checkpoint, then exit");
+    return sdw_control_reply_ok();
+  }
+  if (strcmp(cmd, "sample") == 0) {
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
+    const cJSON *n = cJSON_GetObjectItemCaseSensitive(req, "negative");
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(req, "steps");
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(req, "cfg");
+    const cJSON *sd = cJSON_GetObjectItemCaseSensitive(req, "seed");
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(req, "ema");
+    if (!cJSON_IsString(p)) return sdw_control_reply_error("sample needs a \"prompt\" string");
+    if (n && !cJSON_IsNull(n) && !cJSON_IsString(n))
+      return sdw_control_reply_error("\"negative\" must be a string");
+    if (s && (!cJSON_IsNumber(s) || s->valuedouble < 1 || s->valuedouble > 1000 ||
+              s->valuedouble != floor(s->valuedouble)))
+      return sdw_control_reply_error("\"steps\" must be an integer in 1..1000");
+    if (c && (!cJSON_IsNumber(c) || !(c->valuedouble >= 0 && c->valuedouble <= 1000)))
+      return sdw_control_reply_error("\"cfg\" must be a number in 0..1000");
+    if (sd && (!cJSON_IsNumber(sd) || sd->valuedouble < 0 || sd->valuedouble > 9007199254740992.0 ||
+               sd->valuedouble != floor(sd->valuedouble)))
+      return sdw_control_reply_error("\"seed\" must be a non-negative integer");
+    if (e && !cJSON_IsBool(e)) return sdw_control_reply_error("\"ema\" must be true or false");
+    if (!j->cfg->vae[0] || strcmp(j->cfg->text_encoder, "none") == 0)
+      return sdw_control_reply_error(
+          "this run cannot sample: its config has no vae or no text encoder");
+    if (j->nqueue == MAX_QUEUE) return sdw_control_reply_error("the sample queue is full");
+    sample_req *q = &j->queue[j->nqueue];
+    q->prompt = strdup(p->valuestring);
+    q->negative = cJSON_IsString(n) ? strdup(n->valuestring) : NULL;
+    q->steps = s ? (int)s->valuedouble : j->cfg->sample_steps;
+    q->cfg = c ? c->valuedouble : j->cfg->sample_cfg;
+    q->seed = sd ? (uint64_t)sd->valuedouble : j->cfg->val_seed;
+    q->ema = e ? cJSON_IsTrue(e) : true;
+    if (!q->prompt) return sdw_control_reply_error("out of memory");
+    j->nqueue++;
+    cJSON *r = sdw_control_reply_ok();
+    cJSON_AddBoolToObject(r, "queued", true);
+    return r;
+  }
+  return sdw_control_reply_error("unknown command '%s'", cmd);
+}
+
+static void poll_control(job *j, int timeout_ms) {
+  if (!j->srv) {
+    if (timeout_ms > 0) usleep((useconds_t)timeout_ms * 1000);
+    return;
+  }
+  if (sdw_control_server_poll(j->srv, timeout_ms, handle, j) != SDW_OK)
+    job_log(j, "WARN", "control socket: %s", sdw_last_error());
+}
+
+static bool interrupted(const job *j) {
+  return j->opt->interrupt && atomic_load(j->opt->interrupt);
+}
+
+/* --- the loop ------------------------------------------------------------------------ */
+
+static void log_metric(job *j, const sdw_trainer_report *r, bool flush) {
+  cJSON *m = cJSON_CreateObject();
+  cJSON_AddNumberToObject(m, "step", (double)r->step);
+  cJSON_AddNumberToObject(m, "epoch", (double)r->epoch);
+  add_num(m, "loss", r->loss);
+  add_num(m, "lr", r->lr);
+  add_num(m, "grad_norm", r->grad_norm);
+  add_num(m, "img_per_s", r->img_per_s);
+  add_num(m, "step_ms", r->step_ms);
+  add_num(m, "mem_mb", mem_mb());
+  cJSON_AddNumberToObject(m, "time", wall_now());
+  sdw_run_dir_metric(&j->dir, m, flush);
+  cJSON_Delete(m);
+  if (j->dir.tb) {
+    const double now = wall_now();
+    sdw_tfevents_scalar(j->dir.tb, "train/loss", r->step, now, (float)r->loss);
+    sdw_tfevents_scalar(j->dir.tb, "train/lr", r->step, now, (float)r->lr);
+    sdw_tfevents_scalar(j->dir.tb, "train/grad_norm", r->step, now, (float)r->grad_norm);
+    sdw_tfevents_scalar(j->dir.tb, "train/img_per_s", r->step, now, (float)r->img_per_s);
+    sdw_tfevents_scalar(j->dir.tb, "train/step_ms", r->step, now, (float)r->step_ms);
+    sdw_tfevents_scalar(j->dir.tb, "train/mem_mb", r->step, now, (float)mem_mb());
+    if (flush) sdw_tfevents_flush(j->dir.tb);
+  }
+}
+
+static sdw_status loop(job *j) {
+  const sdw_train_config *c = j->cfg;
+  while (!sdw_trainer_done(j->t)) {
+    int stop = 0;
+    if (j->rank0) {
+      poll_control(j, 0);
+      while (j->paused && !j->stop_req && !interrupted(j)) {
+        if (j->nqueue) run_samples(j);
+        poll_control(j, 500);
+        if (wall_now() - j->last_job_write >= 5) write_job(j);
+      }
+      if (j->nqueue) run_samples(j);
+      stop = j->stop_req || interrupted(j);
+    }
+    if (sdw_trainer_world(j->t) > 1) {
+      /* every rank learns rank 0's decision before the collective step */
+      sdw_trainer_sync_flag(j->t, &stop);
+    }
+    if (stop) {
+      set_state(j, "stopping");
+      SDW_TRY(do_checkpoint(j));
+      set_state(j, "stopped");
+      job_log(j, "INFO", "stopped at step %lld", (long long)sdw_trainer_global_step(j->t));
+      return sdw_fail(SDW_ERR_INTERRUPTED, "stopped at step %lld (checkpoint %s)",
+                      (long long)sdw_trainer_global_step(j->t), j->last_ckpt);
+    }
+    sdw_trainer_report r;
+    SDW_TRY(sdw_trainer_step(j->t, &r));
+    const double ss = r.step_ms / 1e3;
+    j->step_s_avg = j->step_s_avg > 0 ? 0.9 * j->step_s_avg + 0.1 * ss : ss;
+    if (!r.skipped) {
+      j->loss = r.loss;
+      j->grad_norm = r.grad_norm;
+    }
+    j->lr = r.lr;
+    j->img_per_s = r.img_per_s;
+    if (j->rank0) {
+      if (r.skipped) {
+        cJSON *m = cJSON_CreateObject();
+        cJSON_AddNumberToObject(m, "step", (double)r.step);
+        cJSON_AddBoolToObject(m, "skipped", true);
+        cJSON_AddStringToObject(m, "reason",
+                                isfinite(r.loss) ? "non-finite gradient" : "non-finite loss");
+        cJSON_AddNumberToObject(m, "time", wall_now());
+        sdw_run_dir_metric(&j->dir, m, true);
+        cJSON_Delete(m);
+        job_log(j, "WARN", "step %lld skipped: non-finite %s (%lld in a row, limit %d)",
+                (long long)r.step, isfinite(r.loss) ? "gradient" : "loss",
+                (long long)r.nonfinite_run, c->max_nonfinite);
+      } else if (r.step % c->log_every == 0 || r.step == 1 || sdw_trainer_done(j->t)) {
+        log_metric(j, &r, true);
+        if (!j->opt->quiet)
+          fprintf(stderr, "sdw: train: step %lld/%lld epoch %lld loss %.5f lr %.3g %.1f img/s\n",
+                  (long long)r.step, (long long)sdw_trainer_total_steps(j->t), (long long)r.epoch,
+                  r.loss, r.lr, r.img_per_s);
+      }
+    }
+    if (r.nonfinite_run >= c->max_nonfinite) {
+      snprintf(j->error, sizeof j->error,
+               "%lld non-finite steps in a row: stopped; the last good checkpoint is %s",
+               (long long)r.nonfinite_run, j->last_ckpt[0] ? j->last_ckpt : "(none)");
+      job_log(j, "ERROR", "%s", j->error);
+      set_state(j, "failed");
+      return sdw_fail(SDW_ERR_INTERNAL, "%s", j->error);
+    }
+    const bool last = sdw_trainer_done(j->t);
+    bool saved = false;
+    if (c->save_steps > 0 && r.step % c->save_steps == 0) {
+      SDW_TRY(do_checkpoint(j));
+      saved = true;
+    }
+    if (r.epoch_end) {
+      if ((c->save_every > 0 && r.epoch % c->save_every == 0) || last) {
+        if (!saved) SDW_TRY(do_checkpoint(j));
+        saved = true;
+      }
+      if ((c->val_every > 0 && r.epoch % c->val_every == 0) || last) do_validation(j);
+    }
+    if (j->rank0 && wall_now() - j->last_job_write >= 1) write_job(j);
+  }
+  SDW_TRY(do_checkpoint(j));
+  return SDW_OK;
+}
+
+sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
+                           const sdw_trainer_run_options *opt) {
+  job *j = calloc(1, sizeof *j);
+  if (!j) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
+  j->cfg = cfg;
+  j->opt = opt;
+  j->state = "starting";
+  j->last_saved_step = -1;
+  j->loss = j->lr = j->grad_norm = j->img_per_s = NAN;
+  gethostname(j->host, sizeof j->host - 1);
+  sdw_allreduce *ar = NULL;
+  sdw_status st = sdw_allreduce_init(cfg->allreduce, &ar);
+  if (st != SDW_OK) {
+    free(j);
+    return st;
+  }
+  j->rank0 = sdw_allreduce_rank(ar) == 0;
+  if (j->rank0) {
+    st = sdw_mkdir_p(run_dir);
+    char sock[4200];
+    if (st == SDW_OK) st = sdw_control_socket_path(run_dir, sock, sizeof sock);
+    /* the socket first: a live job owning RUN refuses before any file changes */
+    if (st == SDW_OK) st = sdw_control_server_open(sock, &j->srv);
+    if (st == SDW_OK) st = sdw_run_dir_open(&j->dir, run_dir);
+    if (st == SDW_OK) {
+      j->dir_open = true;
+      j->dir.server = j->srv;
+      char path[4300];
+      sdw_run_dir_file(&j->dir, "config.ini", path, sizeof path);
+      char *text = opt->config_text ? NULL : sdw_train_config_format(cfg);
+      const char *t = opt->config_text ? opt->config_text : text;
+      st = t ? sdw_atomic_write(path, t, strlen(t)) : sdw_fail(SDW_ERR_OUT_OF_MEMORY, "oom");
+      free(text);
+    }
+    if (st == SDW_OK) {
+      write_job(j);
+      job_log(j, "INFO", "job %d on %s starting in %s", (int)getpid(), j->host, run_dir);
+    }
+  }
+  if (st == SDW_OK) st = sdw_trainer_create(cfg, ar, trainer_log, j, &j->t);
+  if (st == SDW_OK) {
+    /* auto-resume from the newest complete checkpoint (every rank reads it) */
+    char dir[4200], path[4300];
+    snprintf(dir, sizeof dir, "%s/checkpoints", run_dir);
+    sdw_checkpoint_state s;
+    sdw_safetensors *ck = NULL;
+    sdw_status rs = sdw_checkpoint_find_resume(dir, sdw_trainer_params(j->t), path, sizeof path, &s,
+                                               &ck, j->rank0 ? warn_cb : NULL, j);
+    if (rs == SDW_OK) {
+      st = sdw_trainer_restore(j->t, ck, &s);
+      sdw_safetensors_close(ck);
+      if (st == SDW_OK) {
+        j->last_saved_step = s.step;
+        snprintf(j->last_ckpt, sizeof j->last_ckpt, "checkpoints/%s", strrchr(path, '/') + 1);
+        j->lr = s.lr;
+        job_log(j, "INFO", "resumed from %s: step %lld, epoch %lld, position %lld", j->last_ckpt,
+                (long long)s.step, (long long)s.epoch, (long long)s.position);
+      }
+    } else {
+      job_log(j, "INFO", "no checkpoint in %s: a fresh run", dir);
+    }
+  }
+  if (st == SDW_OK) {
+    set_state(j, "running");
+    st = loop(j);
+    if (st == SDW_OK) {
+      set_state(j, "finished");
+      job_log(j, "INFO", "finished at step %lld", (long long)sdw_trainer_global_step(j->t));
+    }
+  }
+  if (st != SDW_OK && st != SDW_ERR_INTERRUPTED && strcmp(j->state, "failed") != 0) {
+    snprintf(j->error, sizeof j->error, "%s", sdw_last_error());
+    job_log(j, "ERROR", "%s", j->error);
+    set_state(j, "failed");
+  }
+  /* keep the error text for the caller across the cleanup */
+  char err[1024];
+  snprintf(err, sizeof err, "%s", sdw_last_error());
+  for (int i = 0; i < j->nqueue; i++) {
+    free(j->queue[i].prompt);
+    free(j->queue[i].negative);
+  }
+  sdw_trainer_free(j->t);
+  sdw_allreduce_free(ar);
+  sdw_control_server_close(j->srv);
+  if (j->dir_open) sdw_run_dir_close(&j->dir);
+  free(j);
+  if (st != SDW_OK) sdw_fail(st, "%s", err);
+  return st;
+}
