@@ -59,6 +59,61 @@ SDW_TEST(tui_devices_default_library) {
   sdw_gpus_close(g);
 }
 
+/* Builds tests/data/tui/fake_nvml.c into a shared library in the test's
+ * temporary directory; false (test skipped, said so) without a C compiler. */
+static bool build_fake_nvml(char *lib, size_t cap) {
+  snprintf(lib, cap, "%s/libfake-nvml.so", sdw_test_tmpdir());
+  char cmd[2048];
+  snprintf(cmd, sizeof cmd, "cc -shared -fPIC -O0 -o '%s' '%s/tui/fake_nvml.c' 2>&1", lib,
+           sdw_test_data_dir());
+  if (system(cmd) != 0) {
+    printf("  (no C compiler: the fake NVML library was not built, test skipped)\n");
+    return false;
+  }
+  return true;
+}
+
+SDW_TEST(tui_devices_fake_nvml_values) {
+  char lib[1024];
+  if (!build_fake_nvml(lib, sizeof lib)) return;
+  unsetenv("FAKE_NVML_INIT_FAIL");
+  sdw_gpus *g = NULL;
+  CHECK_OK(sdw_gpus_open(lib, &g));
+  REQUIRE(g != NULL);
+  /* three listed, the third cannot be opened: two usable, no reason */
+  CHECK_MSG(sdw_gpus_count(g) == 2, "count %d (%s)", sdw_gpus_count(g), sdw_gpus_reason(g));
+  CHECK(sdw_gpus_reason(g)[0] == '\0');
+  if (sdw_gpus_count(g) == 2) {
+    sdw_gpu_info a, b;
+    CHECK_OK(sdw_gpus_query(g, 0, &a));
+    CHECK(strcmp(a.name, "Fake H100 80GB HBM3") == 0 && a.index == 0);
+    CHECK(a.valid == (SDW_GPU_HAS_UTIL | SDW_GPU_HAS_MEMORY | SDW_GPU_HAS_TEMP | SDW_GPU_HAS_POWER |
+                      SDW_GPU_HAS_POWER_LIMIT | SDW_GPU_HAS_CLOCKS));
+    CHECK(a.util_gpu == 37 && a.util_mem == 12);
+    CHECK(a.mem_total == 85520809984ull && a.mem_used == 10737418240ull);
+    CHECK(a.temp_c == 55);
+    /* milliwatts to watts: 123456 mW = 123.456 W (exact to 1e-9) */
+    CHECK(fabs(a.power_w - 123.456) < 1e-9 && fabs(a.power_limit_w - 700.0) < 1e-9);
+    CHECK(a.clock_graphics_mhz == 1980 && a.clock_sm_mhz == 1755 && a.clock_mem_mhz == 2619);
+    /* GPU 1: power unsupported and utilisation "lost": only those fields go */
+    CHECK_OK(sdw_gpus_query(g, 1, &b));
+    CHECK(strcmp(b.name, "Fake L4") == 0);
+    CHECK(b.valid == (SDW_GPU_HAS_MEMORY | SDW_GPU_HAS_TEMP | SDW_GPU_HAS_CLOCKS));
+    CHECK(b.temp_c == 41 && b.mem_used == 1048576ull);
+  }
+  sdw_gpus_close(g);
+
+  /* the kernel module not loaded: nvmlInit_v2 fails, zero GPUs, NVML's words */
+  setenv("FAKE_NVML_INIT_FAIL", "1", 1);
+  CHECK_OK(sdw_gpus_open(lib, &g));
+  REQUIRE(g != NULL);
+  CHECK(sdw_gpus_count(g) == 0);
+  CHECK_MSG(strcmp(sdw_gpus_reason(g), "no NVIDIA driver (NVML: Driver Not Loaded)") == 0,
+            "reason: %s", sdw_gpus_reason(g));
+  sdw_gpus_close(g);
+  unsetenv("FAKE_NVML_INIT_FAIL");
+}
+
 /* --- /proc parsing -------------------------------------------------------------- */
 
 /* A /proc/stat of a 2-CPU machine (Linux 6.1 layout: 10 fields per cpu line). */
