@@ -1,6 +1,7 @@
 /* sdw: Stable Diffusion from scratch. Dispatches to the subcommands. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/base/status.h"
 #include "core/cli/cli.h"
@@ -42,6 +43,13 @@ void sdw_cli_report_error(const char *context) {
 }
 
 int main(int argc, char **argv) {
+  /* Plain `sdw` at a terminal opens the workbench on the current directory
+   * (runs and pipeline data found there); in a pipe or a script it prints
+   * the usage as before. */
+  if (argc < 2 && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+    char *attach_argv[] = {"attach", NULL};
+    return sdw_cmd_attach(1, attach_argv);
+  }
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     print_usage(stdout);
     return 0;

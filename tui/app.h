@@ -1,0 +1,26 @@
+/* The workbench application: the curses terminal, the main loop (poll on
+ * the keyboard, the job's control socket and a timer), SIGWINCH, and the
+ * actions that talk to the job or start pipeline stages. The only file of
+ * sdw that includes curses. */
+#ifndef SDW_TUI_APP_H
+#define SDW_TUI_APP_H
+
+#include <stdbool.h>
+
+#include "tui/layout.h"
+
+typedef struct sdw_tui_options {
+  const char *run_dir;  /* NULL: no run (pipeline only) */
+  const char *data_dir; /* NULL: from the run's config.ini */
+  const char *theme;    /* NULL: default (NO_COLOR forces mono) */
+  sdw_tui_panel focus;  /* the panel shown first */
+  bool probe;           /* ask the terminal for sixel support and cell size */
+} sdw_tui_options;
+
+/* Runs the workbench until the user detaches (0) or a fatal error (1, with
+ * the message printed after the terminal is restored). Needs a terminal on
+ * stdin and stdout. The terminal is restored on every exit path, including
+ * signals. */
+int sdw_tui_run(const sdw_tui_options *o);
+
+#endif
