@@ -57,6 +57,7 @@ static int buf_append(buf *b, const void *data, size_t n) {
 }
 
 static void buf_consume(buf *b, size_t n) {
+  if (n == 0) return;
   memmove(b->p, b->p + n, b->n - n);
   b->n -= n;
   if (b->p) b->p[b->n] = 0;
@@ -292,6 +293,7 @@ typedef struct client {
   int subscribed;
   int dead; /* to be closed at the end of this poll */
   buf in, out;
+  size_t scanned; /* leading bytes of in known to hold no '\n' (1-byte writes stay linear) */
 } client;
 
 struct sdw_control_server {
@@ -339,9 +341,9 @@ static void client_free(client *c) {
 
 /* Handles the complete lines in c->in. */
 static void client_lines(client *c, sdw_control_handler handler, void *user) {
-  size_t start = 0;
+  size_t start = 0, from = c->scanned;
   while (!c->dead) {
-    char *nl = memchr(c->in.p + start, '\n', c->in.n - start);
+    char *nl = memchr(c->in.p + start + from, '\n', c->in.n - start - from);
     size_t len = nl ? (size_t)(nl - (c->in.p + start)) : c->in.n - start;
     if (len > SDW_CONTROL_MAX_LINE) {
       /* Say why, then close: the rest of the stream cannot be framed. */
@@ -352,7 +354,11 @@ static void client_lines(client *c, sdw_control_handler handler, void *user) {
       c->dead = 1;
       break;
     }
-    if (!nl) break;
+    if (!nl) {
+      c->scanned = len; /* no '\n' there: the next search starts after it */
+      break;
+    }
+    from = 0;
     int subscribe = 0;
     char *r = sdw_control_handle_line(c->in.p + start, len, handler, user, &subscribe);
     if (subscribe) c->subscribed = 1;
