@@ -148,3 +148,10 @@ rc2=$?
 set -e
 test $rc = 2 && test $rc2 = 2
 [ ! -e "$tmp/x" ] && [ ! -e "$tmp/y" ]
+
+# every configuration key is documented in sdw.conf(5) with its default
+conf=$(mandoc -T utf8 man/sdw.conf.5 | sed 's/.\x08//g')
+"$SDW" train --print-config | grep -v '^#' | while read -r key _ value; do
+  grep -E "^ +$key \(default: (‘${value//./\\.}’|empty)\)" <<<"$conf" >/dev/null ||
+    { echo "sdw.conf.5 lacks '$key' with default '$value'"; exit 1; }
+done
