@@ -33,7 +33,9 @@ void sdw_run_allreduce_check_usage(FILE *out) {
                "  the results against a double-precision reference and across ranks.\n"
                "  --engine NAME  the allreduce engine (default auto)\n"
                "  --n COUNT      floats per rank (default 100003)\n"
-               "  --repeat K     timed repetitions of the mean (default 3)\n");
+               "  --repeat K     timed repetitions of the mean (default 3)\n"
+               "  --fail-rank R  rank R exits with status 1 before the collectives (to check\n"
+               "                 that a failing rank ends the job instead of hanging it)\n");
 }
 
 /* splitmix64: the value rank r puts at index i, reproducible on any rank */
@@ -150,6 +152,7 @@ int sdw_run_allreduce_check(int argc, char **argv) {
   const char *engine = "auto";
   int64_t n = 100003;
   int64_t repeat = 3;
+  int64_t fail_rank = -1;
   for (int i = 1; i < argc; i++) {
     const char *v = NULL;
     int m;
@@ -168,6 +171,12 @@ int sdw_run_allreduce_check(int argc, char **argv) {
         fprintf(stderr, "sdw: run allreduce-check: --repeat wants a count from 0, not '%s'\n", v);
         return 2;
       }
+    } else if ((m = sdw_run_option(argc, argv, &i, "--fail-rank", &v)) != 0) {
+      if (m < 0) return 2;
+      if (!sdw_parse_i64(v, 0, 1 << 20, &fail_rank)) {
+        fprintf(stderr, "sdw: run allreduce-check: --fail-rank wants a rank, not '%s'\n", v);
+        return 2;
+      }
     } else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
       sdw_run_allreduce_check_usage(stdout);
       return 0;
@@ -180,6 +189,11 @@ int sdw_run_allreduce_check(int argc, char **argv) {
   sdw_status st = sdw_allreduce_init(engine, &a);
   if (st != SDW_OK) {
     fprintf(stderr, "sdw: run allreduce-check: %s\n", sdw_last_error());
+    return 1;
+  }
+  if (sdw_allreduce_rank(a) == fail_rank) {
+    fprintf(stderr, "sdw: run allreduce-check: rank %lld fails on request\n", (long long)fail_rank);
+    sdw_allreduce_free(a);
     return 1;
   }
   sdw_ctx *ctx = NULL;

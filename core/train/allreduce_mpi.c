@@ -20,7 +20,8 @@
  *
  * MPI is initialised once per process (MPI_THREAD_SERIALIZED requested: the
  * trainer calls from one thread at a time) and finalised at exit, because
- * MPI cannot be initialised again after MPI_Finalize.
+ * MPI cannot be initialised again after MPI_Finalize; a process exiting
+ * with a non-zero status aborts the whole job instead (see mpi_on_exit).
  *
  * Determinism: MPI_Allreduce's result is the same on every rank for Open
  * MPI's algorithms (tuned: recursive doubling, ring, Rabenseifner; all
@@ -51,6 +52,7 @@ typedef struct ompi_fns {
                    ompi_handle comm);
   int (*bcast)(void *buf, int count, ompi_handle type, int root, ompi_handle comm);
   int (*barrier)(ompi_handle comm);
+  int (*abort)(ompi_handle comm, int code);
   ompi_handle comm_world, type_float, type_double, type_byte, op_sum;
 } ompi_fns;
 
@@ -61,6 +63,7 @@ typedef struct mpich_fns {
   int (*allreduce)(const void *send, void *recv, int count, int type, int op, int comm);
   int (*bcast)(void *buf, int count, int type, int root, int comm);
   int (*barrier)(int comm);
+  int (*abort)(int comm, int code);
 } mpich_fns;
 
 enum { MPICH_COMM_WORLD = 0x44000000, MPICH_FLOAT = 0x4c00040a, MPICH_DOUBLE = 0x4c00080b };
@@ -153,9 +156,23 @@ static const sdw_allreduce_ops mpi_ops = {
     .destroy = mpi_destroy,
 };
 
-static void mpi_at_exit(void) {
+/* At exit: MPI_Finalize after success; after a failure MPI_Abort, which
+ * ends every rank (the others may be waiting in a collective for this one,
+ * and MPI_Finalize would wait for them: the job would hang). */
+static void mpi_on_exit(int status, void *arg) {
+  (void)arg;
   int done = 0;
-  if (g_mpi.finalized && g_mpi.finalized(&done) == MPI_SUCCESS_ && !done) g_mpi.finalize();
+  if (!g_mpi.finalized || g_mpi.finalized(&done) != MPI_SUCCESS_ || done) return;
+  if (status == 0) {
+    g_mpi.finalize();
+  } else {
+    fflush(stdout);
+    fflush(stderr);
+    if (g_mpi.abi == ABI_OPENMPI)
+      g_mpi.o.abort(g_mpi.o.comm_world, status);
+    else
+      g_mpi.m.abort(MPICH_COMM_WORLD, status);
+  }
 }
 
 /* dlsym into *slot (a function or object pointer); a message naming the
@@ -226,6 +243,7 @@ static sdw_status mpi_load(void) {
     MPI_FN(lib, "MPI_Allreduce", g_mpi.o.allreduce);
     MPI_FN(lib, "MPI_Bcast", g_mpi.o.bcast);
     MPI_FN(lib, "MPI_Barrier", g_mpi.o.barrier);
+    MPI_FN(lib, "MPI_Abort", g_mpi.o.abort);
     SDW_TRY(mpi_sym(lib, "ompi_mpi_comm_world", &g_mpi.o.comm_world));
     SDW_TRY(mpi_sym(lib, "ompi_mpi_float", &g_mpi.o.type_float));
     SDW_TRY(mpi_sym(lib, "ompi_mpi_double", &g_mpi.o.type_double));
@@ -237,6 +255,7 @@ static sdw_status mpi_load(void) {
     MPI_FN(lib, "MPI_Allreduce", g_mpi.m.allreduce);
     MPI_FN(lib, "MPI_Bcast", g_mpi.m.bcast);
     MPI_FN(lib, "MPI_Barrier", g_mpi.m.barrier);
+    MPI_FN(lib, "MPI_Abort", g_mpi.m.abort);
   }
 
   int (*initialized)(int *flag);
@@ -252,7 +271,7 @@ static sdw_status mpi_load(void) {
     SDW_TRY(
         mpi_check(init_thread(NULL, NULL, MPI_THREAD_SERIALIZED_, &provided), "MPI_Init_thread"));
     g_mpi.we_initialised = 1;
-    atexit(mpi_at_exit);
+    on_exit(mpi_on_exit, NULL);
   }
   int rc = g_mpi.abi == ABI_OPENMPI ? g_mpi.o.comm_rank(g_mpi.o.comm_world, &g_mpi.rank)
                                     : g_mpi.m.comm_rank(MPICH_COMM_WORLD, &g_mpi.rank);

@@ -4,8 +4,9 @@
 # double-precision reference (bound: the roundings of a (world-1)-term f32
 # sum and of the 1/world scaling, see core/cli/run_allreduce.c), the exact
 # f64 sum of integers, a broadcast from the last rank, and that its mean is
-# bit-identical to rank 0's. Also: "auto" picks mpi under mpirun, and a
-# missing MPI library is one error line with exit status 1.
+# bit-identical to rank 0's. Also: "auto" picks mpi under mpirun, a failing
+# rank ends the job instead of hanging it, and a missing MPI library is one
+# error line with exit status 1.
 # Skipped (passes with a note) when mpirun or libmpi.so.40 is absent.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -46,6 +47,14 @@ done
 # auto selects mpi when launched by mpirun
 timeout 120 mpirun -np 2 "$SDW" run allreduce-check --n 1000 --repeat 0 >"$tmp/out" 2>"$tmp/err"
 [ "$(grep -c '^allreduce-check: engine mpi rank [01] world 2 .* ok$' "$tmp/out")" -eq 2 ]
+
+# a rank that fails ends the job (MPI_Abort at its exit), never hangs it
+for np in 2 3; do
+  rc=0
+  timeout 60 mpirun -np $np "$SDW" run allreduce-check --fail-rank 1 >"$tmp/out" 2>"$tmp/err" || rc=$?
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] || { echo "fail-rank: mpirun -np $np exited $rc"; exit 1; }
+  grep -F "rank 1 fails on request" "$tmp/err" >/dev/null
+done
 
 # outside mpirun auto is single; a missing library is one error line, exit 1
 env -u SDW_DIST -u OMPI_COMM_WORLD_SIZE -u PMI_SIZE -u PMIX_RANK -u SDW_DIST_INIT \

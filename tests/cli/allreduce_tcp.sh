@@ -4,7 +4,8 @@
 # / SDW_RANK (rank 0 started last: the others retry until it listens). Each
 # checks its mean against a double-precision reference (the rounding bound
 # in core/cli/run_allreduce.c), the exact f64 sum, a broadcast, and bit
-# identity with rank 0. Then a wrong rank is one error line, exit 1.
+# identity with rank 0. A rank that fails makes the others fail (exit 1,
+# no hang), and a wrong rank is one error line, exit 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 tmp=$(mktemp -d)
@@ -34,6 +35,20 @@ for r in 0 1 2; do
   fi
 done
 [ "$fail" -eq 0 ]
+
+# a rank that fails: the others see its connection close and fail too
+pids=()
+for r in 2 1 0; do
+  SDW_RANK=$r timeout 60 "$SDW" run allreduce-check --fail-rank 1 >"$tmp/out.$r" 2>"$tmp/err.$r" &
+  pids+=($!)
+done
+for i in 0 1 2; do
+  rc=0
+  wait "${pids[$i]}" || rc=$?
+  [ "$rc" -eq 1 ] || { echo "fail-rank: rank $((2 - i)) exited $rc"; cat "$tmp/err.$((2 - i))"; exit 1; }
+done
+pids=()
+grep -F "did it exit?" "$tmp/err.0" >/dev/null
 
 rc=0
 SDW_RANK=3 "$SDW" run allreduce-check --engine tcp >"$tmp/out" 2>"$tmp/err" || rc=$?
