@@ -31,6 +31,7 @@
  */
 #include <dlfcn.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,14 +157,17 @@ static const sdw_allreduce_ops mpi_ops = {
     .destroy = mpi_destroy,
 };
 
-/* At exit: MPI_Finalize after success; after a failure MPI_Abort, which
- * ends every rank (the others may be waiting in a collective for this one,
- * and MPI_Finalize would wait for them: the job would hang). */
+/* At exit: MPI_Finalize after success and after an orderly stop on SIGINT
+ * or SIGTERM (status 130 / 143: every rank stops together and rank 0 may
+ * still be writing its checkpoint, which MPI_Finalize waits for); after a
+ * failure MPI_Abort, which ends every rank (the others may be waiting in a
+ * collective for this one, and MPI_Finalize would wait for them: the job
+ * would hang). */
 static void mpi_on_exit(int status, void *arg) {
   (void)arg;
   int done = 0;
   if (!g_mpi.finalized || g_mpi.finalized(&done) != MPI_SUCCESS_ || done) return;
-  if (status == 0) {
+  if (status == 0 || status == 128 + SIGINT || status == 128 + SIGTERM) {
     g_mpi.finalize();
   } else {
     fflush(stdout);
