@@ -98,6 +98,49 @@ assert im.size == (16, 16), im.size
 assert im.info["parameters"].startswith("class 2") and "Seed: 7" in im.info["parameters"]
 EOF
 
+# protocol abuse: malformed lines, bad sample arguments, random bytes and an
+# oversized line get error replies or a closed connection, never a dead job
+"$PY" - "$R/control.sock" <<'EOF2'
+import json, random, socket, sys
+path = sys.argv[1]
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    s.settimeout(20)
+    return s, s.makefile("rb")
+s, f = conn()
+bad = [b"not json", b'{"id":1}', b"[1,2]", b'{"id":2,"cmd":"bogus"}', b'{"id":3,"cmd":"sample"}',
+       b'{"id":4,"cmd":"sample","prompt":"x","steps":-1}',
+       b'{"id":5,"cmd":"sample","prompt":"x","seed":"abc"}',
+       b'{"id":6,"cmd":"sample","prompt":"x","ema":1}',
+       b'{"id":7,"cmd":"sample","prompt":"x","cfg":1e9}',
+       b'{"id":8,"cmd":"sample","prompt":5}']
+rng = random.Random(5)
+for _ in range(200):
+    bad.append(bytes(rng.choice(b'{}[]":,abcdmstop0123\\ \t\xff\xc3') for _ in range(rng.randint(1, 60))))
+for line in bad:
+    s.sendall(line + b"\n")
+    r = f.readline()
+    assert r, ("connection closed on", line)
+    rep = json.loads(r)
+    assert rep.get("ok") is False and rep.get("error"), (line, rep)
+s.sendall(b"x" * 70000 + b"\n")
+try:
+    f.read()  # the server closes the connection (read returns at EOF; a timeout fails)
+except ConnectionResetError:
+    pass
+s.close()
+s, f = conn()
+s.sendall(b'{"id":42,"cmd":"status"}\n')
+rep = json.loads(f.readline())
+assert rep["ok"] is True and rep["id"] == 42 and rep["status"]["state"] in ("running", "sampling", "checkpointing"), rep
+print(f"protocol abuse: {len(bad)} bad lines answered with errors, job still {rep['status']['state']}")
+EOF2
+kill -0 "$pid"
+s3=$(step_of)
+sleep 0.5
+test "$(step_of)" -gt "$s3"
+
 # stop: checkpoint, then the process ends
 "$SDW" ctl "$R" stop >/dev/null
 for _ in $(seq 1 200); do
