@@ -7,12 +7,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "core/base/fsutil.h"
 #include "core/base/parse.h"
 #include "core/base/sha256.h"
+#include "core/model/unet.h"
 
 #ifndef SDW_VERSION
 #define SDW_VERSION "unknown"
@@ -340,4 +342,67 @@ sdw_status sdw_checkpoint_prune(const char *dir, int keep_last, int64_t keep_eve
   }
   closedir(d);
   return SDW_OK;
+}
+
+sdw_status sdw_checkpoint_resolve(const char *path, char *buf, size_t size) {
+  struct stat sb;
+  if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    char dir[4096], name[64];
+    snprintf(dir, sizeof dir, "%s/checkpoints", path);
+    read_latest(dir, name, sizeof name);
+    if (!name[0])
+      return sdw_fail(SDW_ERR_NOT_FOUND, "%s: no checkpoints/latest (not a run with a checkpoint)",
+                      path);
+    snprintf(buf, size, "%s/%s", dir, name);
+    return SDW_OK;
+  }
+  snprintf(buf, size, "%s", path);
+  return SDW_OK;
+}
+
+bool sdw_checkpoint_is(const char *path) {
+  sdw_safetensors *st = NULL;
+  if (sdw_safetensors_open(path, &st) != SDW_OK) {
+    sdw_clear_error();
+    return false;
+  }
+  const char *f = sdw_safetensors_metadata_get(st, "format");
+  const bool is = f && strcmp(f, SDW_CHECKPOINT_FORMAT) == 0;
+  sdw_safetensors_close(st);
+  return is;
+}
+
+sdw_status sdw_checkpoint_load_unet(struct sdw_unet *m, sdw_ctx *ctx, const char *path, int ema,
+                                    bool *used_ema) {
+  char file[4200];
+  SDW_TRY(sdw_checkpoint_resolve(path, file, sizeof file));
+  sdw_safetensors *ck = NULL;
+  SDW_TRY(sdw_safetensors_open(file, &ck));
+  const char *fmt = sdw_safetensors_metadata_get(ck, "format");
+  const char *ucfg = sdw_safetensors_metadata_get(ck, "unet_config");
+  const bool has_ema = sdw_safetensors_metadata_get(ck, "sha256.ema") != NULL;
+  sdw_status st = SDW_OK;
+  if (!fmt || strcmp(fmt, SDW_CHECKPOINT_FORMAT) != 0 || !ucfg)
+    st = sdw_fail(SDW_ERR_FORMAT, "%s: not an sdw training checkpoint", file);
+  else if (ema == 1 && !has_ema)
+    st = sdw_fail(SDW_ERR_NOT_FOUND, "%s: holds no EMA weights (the run kept none)", file);
+  const int k = (ema == 1 || (ema < 0 && has_ema)) ? 1 : 0;
+  sdw_unet_config cfg;
+  if (st == SDW_OK) st = sdw_unet_config_parse(ucfg, strlen(ucfg), "unet_config", &cfg);
+  if (st == SDW_OK) st = sdw_unet_create(m, ctx, &cfg);
+  const bool created = st == SDW_OK;
+  for (int i = 0; st == SDW_OK && i < m->params.count; i++) {
+    const sdw_safetensors_entry *e;
+    st = find_entry(ck, k, &m->params.items[i], &e);
+    if (st == SDW_OK && !e)
+      st = sdw_fail(SDW_ERR_FORMAT, "%s: no tensor '%s.%s'", file, set_names[k],
+                    m->params.items[i].name);
+    if (st == SDW_OK)
+      st = ctx->ops->upload(ctx, m->params.flat + m->params.items[i].offset, e->data, e->nbytes);
+    if (st == SDW_OK) m->params.items[i].loaded = true;
+  }
+  if (st != SDW_OK && created) sdw_unet_free(m);
+  if (st == SDW_OK && used_ema) *used_ema = k == 1;
+  sdw_safetensors_close(ck);
+  return st;
 }

@@ -92,6 +92,22 @@ sdw_status sdw_checkpoint_find_resume(const char *dir, const sdw_params *params,
  * gone). */
 sdw_status sdw_checkpoint_prune(const char *dir, int keep_last, int64_t keep_every);
 
+/* For samplers: path is a run directory (its checkpoints/latest), or a
+ * checkpoint file; the file's path into buf[size]. SDW_ERR_NOT_FOUND when a
+ * run directory has no latest. */
+sdw_status sdw_checkpoint_resolve(const char *path, char *buf, size_t size);
+
+/* True when path (a file) is an sdw training checkpoint (reads the header). */
+bool sdw_checkpoint_is(const char *path);
+
+/* Creates m on ctx from a checkpoint (a run directory or a file): its
+ * unet_config and the EMA weights (ema 1), the raw ones (ema 0) or the EMA
+ * when present (ema -1). Free with sdw_unet_free. *used_ema (may be NULL)
+ * tells which. */
+struct sdw_unet;
+sdw_status sdw_checkpoint_load_unet(struct sdw_unet *m, sdw_ctx *ctx, const char *path, int ema,
+                                    bool *used_ema);
+
 #ifdef __cplusplus
 }
 #endif
