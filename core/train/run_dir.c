@@ -108,3 +108,45 @@ sdw_status sdw_run_dir_job(sdw_run_dir *r, const cJSON *obj) {
   cJSON_free(text);
   return st;
 }
+
+sdw_status sdw_run_dir_truncate_metrics(sdw_run_dir *r, int64_t step) {
+  char path[4200];
+  sdw_run_dir_file(r, "metrics.jsonl", path, sizeof path);
+  if (r->metrics) fflush(r->metrics);
+  void *data;
+  size_t size;
+  SDW_TRY(sdw_read_file(path, &data, &size));
+  char *text = data, *out = malloc(size + 1);
+  if (!out) {
+    free(data);
+    return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "metrics.jsonl: out of memory");
+  }
+  size_t n = 0;
+  bool dropped = false;
+  for (char *line = text; line < text + size;) {
+    char *end = memchr(line, '\n', (size_t)(text + size - line));
+    if (!end) break; /* a torn last line (killed mid-write) is dropped */
+    cJSON *o = cJSON_ParseWithLength(line, (size_t)(end - line));
+    const cJSON *s = o ? cJSON_GetObjectItemCaseSensitive(o, "step") : NULL;
+    if (!cJSON_IsNumber(s) || s->valuedouble <= (double)step) {
+      memcpy(out + n, line, (size_t)(end - line) + 1);
+      n += (size_t)(end - line) + 1;
+    } else {
+      dropped = true;
+    }
+    cJSON_Delete(o);
+    line = end + 1;
+  }
+  sdw_status st = SDW_OK;
+  if (dropped || n != size) {
+    st = sdw_atomic_write(path, out, n);
+    if (st == SDW_OK && r->metrics) {
+      fclose(r->metrics);
+      r->metrics = fopen(path, "a");
+      if (!r->metrics) st = sdw_fail(SDW_ERR_IO, "%s: %s", path, strerror(errno));
+    }
+  }
+  free(out);
+  free(data);
+  return st;
+}

@@ -9,6 +9,7 @@
 #define SDW_TRAIN_RUN_DIR_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include <cjson/cJSON.h>
@@ -45,6 +46,11 @@ void sdw_run_dir_event(sdw_run_dir *r, const char *level, const char *fmt, ...)
 /* One metrics.jsonl line (obj borrowed), and a {"event":"metric",...} to
  * subscribers. Flushed when flush is true. */
 void sdw_run_dir_metric(sdw_run_dir *r, const cJSON *obj, bool flush);
+
+/* After a resume from step: drops the metrics.jsonl lines of later steps
+ * (written after that checkpoint by the run that was killed), so the file
+ * holds each step once. */
+sdw_status sdw_run_dir_truncate_metrics(sdw_run_dir *r, int64_t step);
 
 /* Rewrites path/job.json atomically from obj (borrowed). */
 sdw_status sdw_run_dir_job(sdw_run_dir *r, const cJSON *obj);

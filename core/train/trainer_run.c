@@ -534,6 +534,8 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
         j->last_saved_step = s.step;
         snprintf(j->last_ckpt, sizeof j->last_ckpt, "checkpoints/%s", strrchr(path, '/') + 1);
         j->lr = s.lr;
+        if (j->rank0 && sdw_run_dir_truncate_metrics(&j->dir, s.step) != SDW_OK)
+          job_log(j, "WARN", "metrics.jsonl: %s", sdw_last_error());
         job_log(j, "INFO", "resumed from %s: step %lld, epoch %lld, position %lld", j->last_ckpt,
                 (long long)s.step, (long long)s.epoch, (long long)s.position);
       }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Checkpoints that never lose work (issue 5), with the tiny seed UNet on a
 # synthetic store (tools/make_latent_store.py):
-#  - resume is bit-identical: N steps straight == the same run killed with
+#  - resume is bit-identical (and so are the losses in metrics.jsonl): N steps straight == the same run killed with
 #    SIGKILL partway (after its step-4 checkpoint), resumed by `sdw train --run`,
 #    and continued to N: every tensor of the final checkpoint (weights, EMA,
 #    AdamW m and v) compared byte for byte. N = 48 over 3 epochs, so the
@@ -98,6 +98,13 @@ echo "killed; latest was $killed_at"
 "$SDW" train --run "$tmp/b" --quiet 2>/dev/null
 grep -E "resumed from checkpoints/step-" "$tmp/b/events.log" >/dev/null
 compare "$tmp/a/checkpoints/step-00000024.safetensors" "$tmp/b/checkpoints/step-00000024.safetensors"
+# metrics.jsonl holds each step once (the killed run's later lines dropped on
+# resume), with the same losses as the straight run
+"$PY" - "$tmp/a/metrics.jsonl" "$tmp/b/metrics.jsonl" <<'EOF'
+import json, sys
+a, b = ([(l["step"], l["loss"]) for l in map(json.loads, open(p)) if "loss" in l] for p in sys.argv[1:])
+assert a == b, (a, b)
+EOF
 
 # 3. SIGTERM: checkpoint, exit 143, resume exactly
 "$SDW" train --config "$tmp/c.ini" --run "$tmp/c" --quiet --set epochs=3 --set save_steps=0 \
