@@ -110,6 +110,38 @@ sdw_status sdw_image_resize_lanczos(const sdw_image *in, int width, int height, 
  * (in - out) / 2 rounded down as albumentations' CenterCrop. */
 sdw_status sdw_image_center_crop(const sdw_image *in, int width, int height, sdw_image *out);
 
+/* Resizing rows as a decoder produces them, so that the full-size image is
+ * never stored when the resize can consume it row by row (area shrinking by
+ * a fractional factor: only the rows and columns the output needs are
+ * computed) and is decoded straight into its final place otherwise. The
+ * result is exactly sdw_image_resize's on the same pixels.
+ *   sdw_image_resizer_new(w, h, options, &r);
+ *   for y in 0..h-1: decode row y (w * 3 bytes) into sdw_image_resizer_row(r, y),
+ *                    then sdw_image_resizer_commit(r, y);
+ *   sdw_image_resizer_finish(r, &out);   (frees r)
+ * Rows must come in order, each exactly once. The pointers of up to
+ * SDW_IMAGE_RESIZER_BATCH consecutive rows may be taken before they are
+ * committed (a decoder may fill several rows per call); a row's pointer is
+ * valid until its commit. sdw_image_resizer_free abandons a resize (NULL is
+ * fine).
+ * new: SDW_ERR_INVALID_ARGUMENT (empty image, size < 1), OUT_OF_MEMORY. */
+enum { SDW_IMAGE_RESIZER_BATCH = 16 };
+typedef struct sdw_image_resizer sdw_image_resizer;
+sdw_status sdw_image_resizer_new(int width, int height, const sdw_resize_options *options,
+                                 sdw_image_resizer **out);
+uint8_t *sdw_image_resizer_row(sdw_image_resizer *r, int y);
+void sdw_image_resizer_commit(sdw_image_resizer *r, int y);
+sdw_status sdw_image_resizer_finish(sdw_image_resizer *r, sdw_image *out);
+void sdw_image_resizer_free(sdw_image_resizer *r);
+
+/* sdw_image_decode then sdw_image_resize in one pass (JPEG rows go through
+ * an sdw_image_resizer; PNG and WebP are decoded whole first): the same
+ * output, errors and limits. orig_width / orig_height (may be NULL) receive
+ * the decoded size; format as sdw_image_decode's. */
+sdw_status sdw_image_decode_resize(const void *data, size_t size, const sdw_image_limits *limits,
+                                   const sdw_resize_options *options, sdw_image *out,
+                                   sdw_image_format *format, int *orig_width, int *orig_height);
+
 /* Encodes baseline JPEG as cv2.imencode(".jpg", img, [IMWRITE_JPEG_QUALITY,
  * q]) does: libjpeg's standard tables scaled by quality (1..100), 4:2:0
  * chroma subsampling, no Huffman optimisation, not progressive, islow DCT,

@@ -105,7 +105,7 @@ typedef struct jpeg_job {
   jpeg_err err;
   struct jpeg_progress_mgr progress;
   uint8_t *row; /* gray/CMYK scanline */
-  sdw_image img;
+  sdw_image_resizer *rs;
 } jpeg_job;
 
 /* OpenCV's icvCvt_CMYK2BGR_8u_C4C3R: Adobe (inverted) CMYK as libjpeg
@@ -119,8 +119,12 @@ static void cmyk_row(const uint8_t *cmyk, uint8_t *rgb, int width) {
   }
 }
 
+/* Decodes rows straight into a resizer (options NULL: no resize, the rows
+ * land in the output image itself). */
 static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_limits *limits,
-                              sdw_image *out) {
+                              const sdw_resize_options *options, sdw_image *out, int *orig_w,
+                              int *orig_h) {
+  static const sdw_resize_options no_resize = {SDW_RESIZE_NO, 0, 0, 0};
   jpeg_job *job = calloc(1, sizeof *job);
   if (!job) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory decoding a JPEG");
   sdw_status st = SDW_OK;
@@ -148,7 +152,9 @@ static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_lim
   jpeg_start_decompress(&job->cinfo);
   int w = (int)job->cinfo.output_width, h = (int)job->cinfo.output_height;
   int comps = job->cinfo.output_components;
-  st = sdw_image_alloc(w, h, &job->img);
+  if (orig_w) *orig_w = w;
+  if (orig_h) *orig_h = h;
+  st = sdw_image_resizer_new(w, h, options ? options : &no_resize, &job->rs);
   if (st != SDW_OK) goto done;
   if (comps != 3) {
     job->row = malloc((size_t)w * (size_t)comps);
@@ -157,16 +163,35 @@ static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_lim
       goto done;
     }
   }
+  /* RGB: a batch of rows per call straight into the resizer's rows (decode
+   * and resize then alternate on data that stays in cache) */
   while (job->cinfo.output_scanline < job->cinfo.output_height) {
-    uint8_t *dst = job->img.pixels + (size_t)job->cinfo.output_scanline * w * 3;
-    JSAMPROW row = comps == 3 ? dst : job->row;
-    if (jpeg_read_scanlines(&job->cinfo, &row, 1) != 1) break;
-    if (comps == 1) {
-      for (int x = 0; x < w; x++)
-        dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = job->row[x];
-    } else if (comps == 4) {
-      cmyk_row(job->row, dst, w);
+    int y = (int)job->cinfo.output_scanline;
+    JSAMPROW rows[SDW_IMAGE_RESIZER_BATCH];
+    int n = comps == 3 ? SDW_IMAGE_RESIZER_BATCH : 1;
+    if (n > h - y) n = h - y;
+    for (int k = 0; k < n; k++)
+      rows[k] = comps == 3 ? sdw_image_resizer_row(job->rs, y + k) : job->row;
+    int got = 0;
+    while (got < n) {
+      JDIMENSION r = jpeg_read_scanlines(&job->cinfo, rows + got, (JDIMENSION)(n - got));
+      if (r == 0) break;
+      got += (int)r;
     }
+    if (got == 0) break;
+    for (int k = 0; k < got; k++) {
+      if (comps != 3) {
+        uint8_t *dst = sdw_image_resizer_row(job->rs, y + k);
+        if (comps == 1) {
+          for (int x = 0; x < w; x++)
+            dst[3 * x] = dst[3 * x + 1] = dst[3 * x + 2] = job->row[x];
+        } else {
+          cmyk_row(job->row, dst, w);
+        }
+      }
+      sdw_image_resizer_commit(job->rs, y + k);
+    }
+    if (got < n) break;
   }
   job->err.reading_done = job->cinfo.output_scanline == job->cinfo.output_height;
   if (job->err.eof_warning || !job->err.reading_done) {
@@ -174,12 +199,12 @@ static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_lim
     goto done;
   }
   jpeg_finish_decompress(&job->cinfo);
-  *out = job->img;
-  job->img.pixels = NULL;
+  st = sdw_image_resizer_finish(job->rs, out);
+  job->rs = NULL;
 done:
   jpeg_destroy_decompress(&job->cinfo);
   free(job->row);
-  sdw_image_free(&job->img);
+  sdw_image_resizer_free(job->rs);
   free(job);
   return st;
 }
@@ -332,11 +357,31 @@ sdw_status sdw_image_decode(const void *data, size_t size, const sdw_image_limit
   sdw_image_format f = data ? sdw_image_sniff(data, size) : SDW_IMAGE_UNKNOWN;
   if (format) *format = f;
   switch (f) {
-  case SDW_IMAGE_JPEG: return jpeg_decode(data, size, limits, out);
+  case SDW_IMAGE_JPEG: return jpeg_decode(data, size, limits, NULL, out, NULL, NULL);
   case SDW_IMAGE_PNG: return png_decode(data, size, limits, out);
   case SDW_IMAGE_WEBP: return webp_decode(data, size, limits, out);
   default: return sdw_fail(SDW_ERR_FORMAT, "not an image (neither JPEG, PNG nor WebP)");
   }
+}
+
+sdw_status sdw_image_decode_resize(const void *data, size_t size, const sdw_image_limits *limits,
+                                   const sdw_resize_options *options, sdw_image *out,
+                                   sdw_image_format *format, int *orig_width, int *orig_height) {
+  out->pixels = NULL;
+  out->width = out->height = 0;
+  if (orig_width) *orig_width = 0;
+  if (orig_height) *orig_height = 0;
+  sdw_image_format f = data ? sdw_image_sniff(data, size) : SDW_IMAGE_UNKNOWN;
+  if (format) *format = f;
+  if (f == SDW_IMAGE_JPEG)
+    return jpeg_decode(data, size, limits, options, out, orig_width, orig_height);
+  sdw_image img;
+  SDW_TRY(sdw_image_decode(data, size, limits, &img, NULL));
+  if (orig_width) *orig_width = img.width;
+  if (orig_height) *orig_height = img.height;
+  sdw_status st = sdw_image_resize(&img, options, out);
+  sdw_image_free(&img);
+  return st;
 }
 
 static sdw_status jpeg_probe(const void *data, size_t size, int *w, int *h) {

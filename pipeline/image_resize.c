@@ -15,6 +15,7 @@
  * (e.g. its vertical cubic pass), which can move a value that lies within
  * rounding error of .5 by one; the tests measure the remaining difference. */
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -313,7 +314,8 @@ static void row_to_rgbx(const uint8_t *s, int w, v4f *out) {
  * xstart[dx] and its weights (xw, tap-major: xw[t * dw + dx], the weight in
  * all four lanes) are padded with zeros to K taps. Adding 0 * p (= +0) to a
  * non-negative sum leaves it unchanged, so the padding is exact. */
-static void area_hpass(const v4f *src, int dw, int K, const int *xstart, const v4f *xw, v4f *dst) {
+static inline __attribute__((always_inline)) void
+area_hpass_k(const v4f *src, int dw, int K, const int *xstart, const v4f *xw, v4f *dst) {
   int dx = 0;
 #ifdef AREA_AVX512
   /* four output pixels per 512-bit vector, the same lane arithmetic */
@@ -343,6 +345,16 @@ static void area_hpass(const v4f *src, int dw, int K, const int *xstart, const v
   }
 }
 
+/* The common tap counts with K a constant, so the tap loop unrolls. */
+static void area_hpass(const v4f *src, int dw, int K, const int *xstart, const v4f *xw, v4f *dst) {
+  switch (K) {
+  case 2: area_hpass_k(src, dw, 2, xstart, xw, dst); break;
+  case 3: area_hpass_k(src, dw, 3, xstart, xw, dst); break;
+  case 4: area_hpass_k(src, dw, 4, xstart, xw, dst); break;
+  default: area_hpass_k(src, dw, K, xstart, xw, dst); break;
+  }
+}
+
 /* Round to nearest even and saturate a row of float RGBX sums to u8 RGB. */
 static void store_rgbx(const float *sum, int dw, uint8_t *d) {
   int x = 0;
@@ -363,76 +375,132 @@ static void store_rgbx(const float *sum, int dw, uint8_t *d) {
   }
 }
 
-static sdw_status resize_area_fractional(const sdw_image *in, int dw, int dh, double scale_x,
-                                         double scale_y, sdw_image *out) {
-  int sw = in->width, sh = in->height;
-  size_t row_len = (size_t)dw * 4; /* floats of an RGBX row */
+/* INTER_AREA shrinking by a fractional factor, one source row at a time
+ * (rows in increasing order; rows no output needs are skipped), computing
+ * only the output window [x0, x0 + cw) x [y0, y0 + ch) of the dw x dh
+ * result: a center crop never computes the pixels it would throw away. The
+ * pixels inside the window are exactly those of the full resize. */
+typedef struct area_stream {
+  int sw, cw, K, y0;
+  int *xstart;     /* [cw] first source pixel of each output pixel */
+  v4f *xw;         /* [K * cw] tap-major weights */
+  decimate *ytab;  /* the vertical table, entries of the window's rows only */
+  int ny, j;       /* entries; the next one */
+  int prev_dy;     /* output row being accumulated */
+  v4f *src, *hrow; /* RGBX rows: the source row (+ K zero pixels), its horizontal sums */
+  float *sum;      /* [cw * 4] vertical accumulator */
+  sdw_image *out;  /* cw x ch */
+} area_stream;
+
+static void area_stream_free(area_stream *a) {
+  free(a->xstart);
+  free(a->xw);
+  free(a->ytab);
+  free(a->src);
+  a->xstart = NULL, a->xw = NULL, a->ytab = NULL, a->src = NULL;
+}
+
+static sdw_status area_stream_init(area_stream *a, int sw, int sh, int dw, int dh, int x0, int y0,
+                                   int cw, int ch, sdw_image *out) {
+  memset(a, 0, sizeof *a);
+  double scale_x = (double)sw / dw, scale_y = (double)sh / dh;
   decimate *xtab = malloc(sizeof(decimate) * ((size_t)sw * 2 + 2));
-  decimate *ytab = malloc(sizeof(decimate) * ((size_t)sh * 2 + 2));
-  int *xstart = calloc((size_t)dw, sizeof(int));
-  v4f *xw = NULL;
-  /* RGBX rows: the source row (+ padding taps), the horizontal sums, the
-   * vertical accumulator */
-  v4f *buf = NULL;
-  sdw_status st = SDW_OK;
-  if (!xtab || !ytab || !xstart) goto oom;
+  a->ytab = malloc(sizeof(decimate) * ((size_t)sh * 2 + 2));
+  a->xstart = calloc((size_t)cw, sizeof(int));
+  if (!xtab || !a->ytab || !a->xstart) goto oom;
   int nx = area_table(sw, dw, scale_x, xtab);
-  int ny = area_table(sh, dh, scale_y, ytab);
+  int ny = area_table(sh, dh, scale_y, a->ytab);
   /* taps per output pixel: the widest run of table entries */
   int K = 1;
   for (int k = 0, run = 0; k < nx; k++) {
     run = k > 0 && xtab[k].di == xtab[k - 1].di ? run + 1 : 1;
     if (run > K) K = run;
   }
-  xw = aligned_alloc(64, sizeof(v4f) * (((size_t)dw * K + 3) & ~(size_t)3));
-  if (xw) memset(xw, 0, sizeof(v4f) * (size_t)dw * K);
-  buf = aligned_alloc(64, sizeof(v4f) * (((size_t)sw + K + (size_t)dw * 2 + 15) & ~(size_t)15));
-  if (!xw || !buf) goto oom;
+  size_t nw = ((size_t)cw * K + 3) & ~(size_t)3;
+  a->xw = aligned_alloc(64, sizeof(v4f) * nw);
+  size_t nbuf = ((size_t)sw + K + (size_t)cw * 2 + 15) & ~(size_t)15;
+  a->src = aligned_alloc(64, sizeof(v4f) * nbuf);
+  if (!a->xw || !a->src) goto oom;
+  memset(a->xw, 0, sizeof(v4f) * nw);
   for (int k = 0, t = 0; k < nx; k++) {
     int di = xtab[k].di;
     t = k > 0 && di == xtab[k - 1].di ? t + 1 : 0;
-    if (t == 0) xstart[di] = xtab[k].si;
-    float a = xtab[k].alpha;
-    xw[(size_t)t * dw + di] = (v4f){a, a, a, a};
+    if (di < x0 || di >= x0 + cw) continue;
+    if (t == 0) a->xstart[di - x0] = xtab[k].si;
+    float w = xtab[k].alpha;
+    a->xw[(size_t)t * cw + (di - x0)] = (v4f){w, w, w, w};
   }
-  st = sdw_image_alloc(dw, dh, out);
-  if (st != SDW_OK) goto done;
-  v4f *src = buf, *hrow = buf + sw + K, *sumv = hrow + dw;
+  free(xtab);
+  xtab = NULL;
+  /* keep the window's rows of the vertical table (still in source order) */
+  int m = 0;
+  for (int k = 0; k < ny; k++)
+    if (a->ytab[k].di >= y0 && a->ytab[k].di < y0 + ch) a->ytab[m++] = a->ytab[k];
+  a->ny = m;
+  a->sw = sw, a->cw = cw, a->K = K, a->y0 = y0;
+  a->hrow = a->src + sw + K;
+  a->sum = (float *)(a->hrow + cw);
   /* padding taps read past the row end with zero weight: make them zeros */
   for (int x = sw; x < sw + K; x++)
-    src[x] = (v4f){0.f, 0.f, 0.f, 0.f};
-  float *h = (float *)hrow, *sum = (float *)sumv;
-  memset(sum, 0, sizeof(float) * row_len);
-  int prev_dy = ytab[0].di, cached_sy = -1;
-  for (int j = 0; j < ny; j++) {
-    float beta = ytab[j].alpha;
-    int dy = ytab[j].di, sy = ytab[j].si;
-    if (sy != cached_sy) { /* the same source row recomputes identically */
-      row_to_rgbx(in->pixels + (size_t)sy * sw * CN, sw, src);
-      area_hpass(src, dw, K, xstart, xw, hrow);
-      cached_sy = sy;
-    }
-    if (dy != prev_dy) {
-      store_rgbx(sum, dw, out->pixels + (size_t)prev_dy * dw * CN);
+    a->src[x] = (v4f){0.f, 0.f, 0.f, 0.f};
+  memset(a->sum, 0, sizeof(float) * 4 * (size_t)cw);
+  a->prev_dy = m > 0 ? a->ytab[0].di : y0;
+  a->out = out;
+  sdw_status st = sdw_image_alloc(cw, ch, out);
+  if (st != SDW_OK) area_stream_free(a);
+  return st;
+oom:
+  free(xtab);
+  area_stream_free(a);
+  return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory resizing %dx%d to %dx%d", sw, sh, dw, dh);
+}
+
+/* Does the window need source row y? (Rows are pushed in order.) */
+static inline bool area_stream_wants(const area_stream *a, int y) {
+  return a->j < a->ny && a->ytab[a->j].si == y;
+}
+
+/* Source row y (u8 RGB, sw pixels). OpenCV's vertical loop: the entries of
+ * one source row in table order; a new output row first stores the finished
+ * one (rounded), then starts from beta * row. */
+static void area_stream_row(area_stream *a, int y, const uint8_t *row) {
+  while (a->j < a->ny && a->ytab[a->j].si < y)
+    a->j++; /* not pushed: cannot happen with rows in order */
+  if (!area_stream_wants(a, y)) return;
+  row_to_rgbx(row, a->sw, a->src);
+  area_hpass(a->src, a->cw, a->K, a->xstart, a->xw, a->hrow);
+  const float *h = (const float *)a->hrow;
+  float *sum = a->sum;
+  size_t row_len = (size_t)a->cw * 4;
+  for (; a->j < a->ny && a->ytab[a->j].si == y; a->j++) {
+    float beta = a->ytab[a->j].alpha;
+    int dy = a->ytab[a->j].di;
+    if (dy != a->prev_dy) {
+      store_rgbx(sum, a->cw, a->out->pixels + (size_t)(a->prev_dy - a->y0) * a->cw * CN);
       for (size_t x = 0; x < row_len; x++)
         sum[x] = beta * h[x];
-      prev_dy = dy;
+      a->prev_dy = dy;
     } else {
       for (size_t x = 0; x < row_len; x++)
         sum[x] += beta * h[x];
     }
   }
-  store_rgbx(sum, dw, out->pixels + (size_t)prev_dy * dw * CN);
-  goto done;
-oom:
-  st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory resizing %dx%d to %dx%d", sw, sh, dw, dh);
-done:
-  free(xtab);
-  free(ytab);
-  free(xstart);
-  free(xw);
-  free(buf);
-  return st;
+}
+
+/* Stores the last row; the stream's buffers are freed, out is the result. */
+static void area_stream_finish(area_stream *a) {
+  store_rgbx(a->sum, a->cw, a->out->pixels + (size_t)(a->prev_dy - a->y0) * a->cw * CN);
+  area_stream_free(a);
+}
+
+static sdw_status resize_area_fractional(const sdw_image *in, int dw, int dh, int x0, int y0,
+                                         int cw, int ch, sdw_image *out) {
+  area_stream a;
+  SDW_TRY(area_stream_init(&a, in->width, in->height, dw, dh, x0, y0, cw, ch, out));
+  for (int y = 0; y < in->height; y++)
+    if (area_stream_wants(&a, y)) area_stream_row(&a, y, in->pixels + (size_t)y * in->width * CN);
+  area_stream_finish(&a);
+  return SDW_OK;
 }
 
 static sdw_status resize_area_integer(const sdw_image *in, int dw, int dh, int fx, int fy,
@@ -475,18 +543,33 @@ static sdw_status check_target(const sdw_image *in, int width, int height) {
   return SDW_OK;
 }
 
-sdw_status sdw_image_resize_area(const sdw_image *in, int width, int height, sdw_image *out) {
-  SDW_TRY(check_target(in, width, height));
-  if (width == in->width && height == in->height) return image_copy(in, out);
-  double inv_sx = (double)width / in->width, inv_sy = (double)height / in->height;
+typedef enum { AREA_COPY, AREA_INTEGER, AREA_FRACTIONAL, AREA_ENLARGE } area_kind;
+
+/* Which of OpenCV's INTER_AREA paths resizes sw x sh to dw x dh (integer
+ * factors: *fx, *fy). */
+static area_kind area_kind_of(int sw, int sh, int dw, int dh, int *fx, int *fy) {
+  if (dw == sw && dh == sh) return AREA_COPY;
+  double inv_sx = (double)dw / sw, inv_sy = (double)dh / sh;
   double sx = 1. / inv_sx, sy = 1. / inv_sy;
   if (sx >= 1 && sy >= 1) {
     int ix = (int)lrint(sx), iy = (int)lrint(sy);
+    *fx = ix, *fy = iy;
     if (fabs(sx - ix) < 2.220446049250313e-16 && fabs(sy - iy) < 2.220446049250313e-16)
-      return resize_area_integer(in, width, height, ix, iy, out);
-    return resize_area_fractional(in, width, height, sx, sy, out);
+      return AREA_INTEGER;
+    return AREA_FRACTIONAL;
   }
-  return resize_generic(in, width, height, METHOD_LINEAR_AREA, out);
+  return AREA_ENLARGE;
+}
+
+sdw_status sdw_image_resize_area(const sdw_image *in, int width, int height, sdw_image *out) {
+  SDW_TRY(check_target(in, width, height));
+  int fx = 1, fy = 1;
+  switch (area_kind_of(in->width, in->height, width, height, &fx, &fy)) {
+  case AREA_COPY: return image_copy(in, out);
+  case AREA_INTEGER: return resize_area_integer(in, width, height, fx, fy, out);
+  case AREA_FRACTIONAL: return resize_area_fractional(in, width, height, 0, 0, width, height, out);
+  default: return resize_generic(in, width, height, METHOD_LINEAR_AREA, out);
+  }
 }
 
 sdw_status sdw_image_resize_cubic(const sdw_image *in, int width, int height, sdw_image *out) {
@@ -526,26 +609,61 @@ static sdw_status pad_white(const sdw_image *in, int size, sdw_image *out) {
   return SDW_OK;
 }
 
+/* What sdw_image_resize does to a w x h image. */
+typedef struct resize_plan {
+  bool copy;   /* out is a copy of in */
+  bool stream; /* area shrinking by a fractional factor: window x0, y0, cw, ch of nw x nh */
+  bool downscale;
+  int nw, nh; /* the scaled size */
+  int x0, y0, cw, ch;
+} resize_plan;
+
+static sdw_status plan_resize(int w, int h, const sdw_resize_options *o, resize_plan *p) {
+  memset(p, 0, sizeof *p);
+  if (o->mode == SDW_RESIZE_NO) {
+    p->copy = true;
+    return SDW_OK;
+  }
+  if (o->size < 1) return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "resize: size %d < 1", o->size);
+  int by_smaller = o->mode == SDW_RESIZE_KEEP_RATIO || o->mode == SDW_RESIZE_CENTER_CROP;
+  int ref = by_smaller ? (w < h ? w : h) : (w > h ? w : h);
+  p->downscale = ref > o->size;
+  if (o->resize_only_if_bigger && !p->downscale) {
+    p->copy = true;
+    return SDW_OK;
+  }
+  /* albumentations: scale = size / side; new = max(1, round(side * scale)) */
+  double scale = (double)o->size / ref;
+  double nwf = nearbyint(w * scale), nhf = nearbyint(h * scale);
+  p->nw = nwf < 1 ? 1 : nwf > 1e9 ? 1000000000 : (int)nwf;
+  p->nh = nhf < 1 ? 1 : nhf > 1e9 ? 1000000000 : (int)nhf;
+  int fx, fy;
+  if (p->downscale && o->mode != SDW_RESIZE_BORDER &&
+      area_kind_of(w, h, p->nw, p->nh, &fx, &fy) == AREA_FRACTIONAL) {
+    /* a center crop computes its window only: the pixels it keeps are the same */
+    p->x0 = p->y0 = 0, p->cw = p->nw, p->ch = p->nh;
+    if (o->mode == SDW_RESIZE_CENTER_CROP) {
+      p->x0 = (p->nw - o->size) / 2, p->y0 = (p->nh - o->size) / 2;
+      p->cw = p->ch = o->size;
+    }
+    p->stream = p->x0 >= 0 && p->y0 >= 0;
+  }
+  return SDW_OK;
+}
+
 sdw_status sdw_image_resize(const sdw_image *in, const sdw_resize_options *o, sdw_image *out) {
   out->pixels = NULL;
   out->width = out->height = 0;
   if (!check_image(in)) return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "resize: empty input image");
-  if (o->mode == SDW_RESIZE_NO) return image_copy(in, out);
-  if (o->size < 1) return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "resize: size %d < 1", o->size);
-  int w = in->width, h = in->height;
-  int by_smaller = o->mode == SDW_RESIZE_KEEP_RATIO || o->mode == SDW_RESIZE_CENTER_CROP;
-  int ref = by_smaller ? (w < h ? w : h) : (w > h ? w : h);
-  int downscale = ref > o->size;
-  if (o->resize_only_if_bigger && !downscale) return image_copy(in, out);
-  /* albumentations: scale = size / side; new = max(1, round(side * scale)) */
-  double scale = (double)o->size / ref;
-  double nwf = nearbyint(w * scale), nhf = nearbyint(h * scale);
-  int nw = nwf < 1 ? 1 : nwf > 1e9 ? 1000000000 : (int)nwf;
-  int nh = nhf < 1 ? 1 : nhf > 1e9 ? 1000000000 : (int)nhf;
+  resize_plan p;
+  SDW_TRY(plan_resize(in->width, in->height, o, &p));
+  if (p.copy) return image_copy(in, out);
+  if (p.stream) return resize_area_fractional(in, p.nw, p.nh, p.x0, p.y0, p.cw, p.ch, out);
+  int w = in->width, h = in->height, nw = p.nw, nh = p.nh;
   sdw_image scaled;
   if (nw == w && nh == h)
     SDW_TRY(image_copy(in, &scaled));
-  else if (downscale)
+  else if (p.downscale)
     SDW_TRY(sdw_image_resize_area(in, nw, nh, &scaled));
   else if (o->upscale_cubic)
     SDW_TRY(sdw_image_resize_cubic(in, nw, nh, &scaled));
@@ -563,4 +681,80 @@ sdw_status sdw_image_resize(const sdw_image *in, const sdw_resize_options *o, sd
     *out = scaled;
   }
   return st;
+}
+
+/* ------------------------------------------------------------------------- */
+/* resizing rows as a decoder produces them */
+
+struct sdw_image_resizer {
+  sdw_resize_options o;
+  resize_plan p;
+  sdw_image full; /* !p.stream: the whole input (p.copy: it is the output) */
+  area_stream a;  /* p.stream */
+  uint8_t *rows;  /* p.stream: a ring of SDW_IMAGE_RESIZER_BATCH rows being decoded */
+  int width, height;
+};
+
+sdw_status sdw_image_resizer_new(int width, int height, const sdw_resize_options *options,
+                                 sdw_image_resizer **out) {
+  *out = NULL;
+  if (width < 1 || height < 1)
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "resize: empty input image");
+  sdw_image_resizer *r = calloc(1, sizeof *r);
+  if (!r) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory for a resizer");
+  r->o = *options;
+  r->width = width, r->height = height;
+  sdw_status st = plan_resize(width, height, options, &r->p);
+  if (st == SDW_OK && r->p.stream) {
+    r->rows = malloc((size_t)width * CN * SDW_IMAGE_RESIZER_BATCH);
+    if (!r->rows)
+      st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory for a %dx%d resize", width, height);
+    else
+      st = area_stream_init(&r->a, width, height, r->p.nw, r->p.nh, r->p.x0, r->p.y0, r->p.cw,
+                            r->p.ch, &r->full);
+  } else if (st == SDW_OK) {
+    st = sdw_image_alloc(width, height, &r->full);
+  }
+  if (st != SDW_OK) {
+    sdw_image_resizer_free(r);
+    return st;
+  }
+  *out = r;
+  return SDW_OK;
+}
+
+uint8_t *sdw_image_resizer_row(sdw_image_resizer *r, int y) {
+  if (r->p.stream) return r->rows + (size_t)(y % SDW_IMAGE_RESIZER_BATCH) * r->width * CN;
+  return r->full.pixels + (size_t)y * r->width * CN;
+}
+
+void sdw_image_resizer_commit(sdw_image_resizer *r, int y) {
+  if (r->p.stream && area_stream_wants(&r->a, y))
+    area_stream_row(&r->a, y, r->rows + (size_t)(y % SDW_IMAGE_RESIZER_BATCH) * r->width * CN);
+}
+
+sdw_status sdw_image_resizer_finish(sdw_image_resizer *r, sdw_image *out) {
+  out->pixels = NULL;
+  out->width = out->height = 0;
+  sdw_status st = SDW_OK;
+  if (r->p.stream) {
+    area_stream_finish(&r->a);
+    *out = r->full; /* the stream's output */
+    r->full.pixels = NULL;
+  } else if (r->p.copy) {
+    *out = r->full;
+    r->full.pixels = NULL;
+  } else {
+    st = sdw_image_resize(&r->full, &r->o, out);
+  }
+  sdw_image_resizer_free(r);
+  return st;
+}
+
+void sdw_image_resizer_free(sdw_image_resizer *r) {
+  if (!r) return;
+  area_stream_free(&r->a);
+  sdw_image_free(&r->full);
+  free(r->rows);
+  free(r);
 }

@@ -832,19 +832,20 @@ static const char *decode_reason(sdw_image_format fmt, const char *msg) {
 
 static void process_image(dl_state *d, shard *sh, int64_t i, const uint8_t *body, size_t size) {
   slot *s = &sh->slots[i];
-  sdw_image img = {0}, out = {0};
+  sdw_image out = {0};
   sdw_image_format fmt = SDW_IMAGE_UNKNOWN;
   uint8_t *jpg = NULL;
   size_t jpg_size = 0;
-  sdw_status st = sdw_image_decode(body, size, &d->limits, &img, &fmt);
-  if (st != SDW_OK) {
+  int orig_w = 0, orig_h = 0;
+  /* decoded rows go straight into the resize (no full-size image for JPEG) */
+  sdw_status st =
+      sdw_image_decode_resize(body, size, &d->limits, &d->resize, &out, &fmt, &orig_w, &orig_h);
+  if (st == SDW_ERR_FORMAT || (st != SDW_OK && fmt == SDW_IMAGE_UNKNOWN)) {
     fail_slot(d, sh, i, SLOT_FAILED_RESIZE, sdw_last_error(), decode_reason(fmt, sdw_last_error()));
     return;
   }
-  st = sdw_image_resize(&img, &d->resize, &out);
   if (st == SDW_OK) st = sdw_image_encode_jpeg(&out, d->o->quality, &jpg, &jpg_size);
   if (st != SDW_OK) {
-    sdw_image_free(&img);
     sdw_image_free(&out);
     fail_slot(d, sh, i, SLOT_FAILED_RESIZE, sdw_last_error(), "resize_error");
     return;
@@ -871,14 +872,13 @@ static void process_image(dl_state *d, shard *sh, int64_t i, const uint8_t *body
   sdw_sha256_final(&h, digest);
   sdw_sha256_hex(digest, s->sha256);
   s->exif_unknown = has_exif(body, size);
-  s->original_width = img.width;
-  s->original_height = img.height;
+  s->original_width = orig_w;
+  s->original_height = orig_h;
   s->width = out.width;
   s->height = out.height;
   s->off = off;
   s->len = (uint32_t)jpg_size;
   s->status = SLOT_OK;
-  sdw_image_free(&img);
   sdw_image_free(&out);
   free(jpg);
   sdw_manifest_count_in(d->m, 1);
