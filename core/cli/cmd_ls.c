@@ -41,7 +41,8 @@ static void print_help(FILE *out) {
                "           total_steps, epoch, loss, img_per_s, updated} instead of the table\n"
                "  --help   this text\n"
                "\n"
-               "Exit status: 0 (also when there are no runs), 2 for a usage error.\n");
+               "Exit status: 0 (also when there are no runs), 1 when a DIR is not a directory,\n"
+               "2 for a usage error.\n");
 }
 
 typedef struct run_info {
@@ -257,7 +258,10 @@ int sdw_cmd_ls(int argc, char **argv) {
   int rc = 0;
   for (int i = 0; i < ndirs; i++) {
     if (!is_dir(dirs[i])) {
-      if (!defaults) fprintf(stderr, "sdw: ls: %s is not a directory\n", dirs[i]);
+      if (!defaults) {
+        fprintf(stderr, "sdw: ls: %s is not a directory\n", dirs[i]);
+        rc = 1;
+      }
       continue;
     }
     scan(&l, dirs[i], 0);
