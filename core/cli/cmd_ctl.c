@@ -47,7 +47,7 @@ static void print_help(FILE *out) {
                "\n"
                "options:\n"
                "  --json              print the job's replies and events as raw JSON lines\n"
-               "  --timeout MS        how long to wait for a reply (default 30000; checkpoint,\n"
+               "  --timeout MS        how long to wait for a reply (default 60000; checkpoint,\n"
                "                      stop and sample --wait wait as long as it takes)\n"
                "  --help              this text\n"
                "\n"
@@ -364,7 +364,9 @@ int sdw_cmd_ctl(int argc, char **argv) {
   bool events = strcmp(o.cmd, "events") == 0;
   bool sample = strcmp(o.cmd, "sample") == 0;
   bool slow = strcmp(o.cmd, "checkpoint") == 0 || strcmp(o.cmd, "stop") == 0;
-  int timeout = o.timeout_ms != -2 ? o.timeout_ms : slow ? -1 : 30000;
+  int timeout = o.timeout_ms != -2 ? o.timeout_ms
+                : slow             ? -1
+                                   : 60000; /* the job answers between steps */
 
   cJSON *req = cJSON_CreateObject();
   cJSON *reply = NULL;
