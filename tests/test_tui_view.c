@@ -125,9 +125,9 @@ SDW_TEST(tui_view_content) {
   const char *names[40];
   const sdw_run_stage *st[40];
   int rows = sdw_tui_pipeline_rows(&m, names, st, 40);
-  CHECK(rows == 7 && strcmp(names[0], "emoji") == 0 && strcmp(names[1], "metadata") == 0 &&
-        strcmp(names[4], "preprocess") == 0 && st[4] == &m.stages[1] && st[1] == NULL &&
-        strcmp(names[6], "encode") == 0);
+  CHECK(rows == 7 && strcmp(names[0], "emoji") == 0 && st[0] == &m.stages[0] &&
+        strcmp(names[1], "metadata") == 0 && strcmp(names[4], "preprocess") == 0 &&
+        st[4] == &m.stages[1] && st[1] == NULL && strcmp(names[6], "encode") == 0);
   /* Selecting and opening a stage's report. */
   sdw_tui_view_apply(&v, SDW_ACT_DOWN, &m);
   sdw_tui_view_apply(&v, SDW_ACT_END, &m);

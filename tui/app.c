@@ -236,19 +236,13 @@ static sdw_control_client *subscribe_take(void) {
 /* --- pipeline stages as their own processes ------------------------------------------------- */
 
 static pid_t run_stage(const char *stage, const char *data_dir, char *err, size_t cap) {
-  char logs[1100], log_path[1200], exe[1100];
+  char logs[1100], log_path[1200];
   snprintf(logs, sizeof logs, "%s/logs", data_dir);
   if (mkdir(logs, 0755) != 0 && errno != EEXIST) {
     snprintf(err, cap, "%.200s: %s", logs, strerror(errno));
     return -1;
   }
   snprintf(log_path, sizeof log_path, "%s/%s.log", logs, stage);
-  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (n <= 0) {
-    snprintf(err, cap, "cannot find the sdw binary (/proc/self/exe)");
-    return -1;
-  }
-  exe[n] = 0;
   int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (fd < 0) {
     snprintf(err, cap, "%.200s: %s", log_path, strerror(errno));
@@ -263,7 +257,8 @@ static pid_t run_stage(const char *stage, const char *data_dir, char *err, size_
     dup2(fd, 1);
     dup2(fd, 2);
     char *argv[] = {"sdw", "pipeline", (char *)stage, "--data", (char *)data_dir, NULL};
-    execv(exe, argv);
+    /* The running binary itself, even when build/sdw was replaced since. */
+    execv("/proc/self/exe", argv);
     _exit(127);
   }
   close(fd);

@@ -12,8 +12,10 @@
 #include "tui/theme.h"
 #include "tui/view.h"
 
-static const char *const main_stages[] = {"metadata",   "filter", "download",
-                                          "preprocess", "build",  "encode"};
+/* The six main stages, and emoji (the demo's source, runnable with --data
+ * alone): listed even before they have run, so r can start them. */
+static const char *const main_stages[] = {"emoji",      "metadata", "filter", "download",
+                                          "preprocess", "build",    "encode"};
 enum { MAIN_STAGES = sizeof main_stages / sizeof main_stages[0] };
 
 static const sdw_run_stage *find_stage(const sdw_run_model *m, const char *name) {
@@ -268,8 +270,10 @@ static int report_lines(const sdw_run_stage *s, const char *name, const sdw_run_
   fmt_time(s->updated_at, b, sizeof b);
   fmt_time(s->finished_at, c, sizeof c);
   LINE("started %s  updated %s  finished %s", a, b, c);
-  LINE("total %lld  in %lld  out %lld  failed %lld  skipped %lld", (long long)s->total,
-       (long long)s->in, (long long)s->out, (long long)s->failed, (long long)s->skipped);
+  char total[24] = "unknown";
+  if (s->total >= 0) snprintf(total, sizeof total, "%lld", (long long)s->total);
+  LINE("total %s  in %lld  out %lld  failed %lld  skipped %lld", total, (long long)s->in,
+       (long long)s->out, (long long)s->failed, (long long)s->skipped);
   if (isfinite(s->throughput)) LINE("throughput %.2f items/s", s->throughput);
   if (s->message[0]) LINE("message: %s", s->message);
   const cJSON *f = cJSON_GetObjectItemCaseSensitive(s->manifest, "failures");

@@ -435,7 +435,10 @@ void sdw_run_model_guess_data(const char *run_dir, char *out, size_t cap) {
         if (!eq) continue;
         *eq = 0;
         char *key = trim(line), *value = trim(eq + 1);
-        if (strcmp(key, keys[k]) == 0 && *value &&
+        /* Without manifests anywhere, only an explicit data key names the
+         * data directory (a latent store alone is not one). */
+        bool explicit_key = k < 2;
+        if (strcmp(key, keys[k]) == 0 && *value && (pass == 0 || explicit_key) &&
             resolve_data(run_dir, value, out, cap, pass == 0))
           break;
       }

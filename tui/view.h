@@ -113,7 +113,7 @@ void sdw_panel_log_draw(sdw_tui_grid *g, sdw_tui_rect r, const sdw_tui_view *v,
  * a rectangle too small for a border gets the title on its first row, or
  * nothing. */
 sdw_tui_rect sdw_panel_frame(sdw_tui_grid *g, sdw_tui_rect r, const char *title, bool focused);
-/* The pipeline rows: the six main stages (whether or not they have run)
+/* The pipeline rows: the six main stages and emoji (whether or not they have run)
  * then any other stage with a manifest, in pipeline order. names[i] is the
  * stage, stages[i] its manifest entry in m or NULL. Returns the count. */
 int sdw_tui_pipeline_rows(const sdw_run_model *m, const char **names, const sdw_run_stage **stages,
