@@ -4,6 +4,7 @@
  * about a stop through a broadcast before every step. */
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,13 @@ typedef struct job {
   char error[1024];
   double loss, lr, grad_norm, img_per_s, step_s_avg;
   double last_job_write;
+  /* heartbeat: a thread rewrites job.json (the last snapshot with a fresh
+   * "updated") when a long step keeps the loop from doing it for 5 s */
+  pthread_mutex_t job_lock;
+  pthread_cond_t job_cond;
+  pthread_t heartbeat;
+  bool heartbeat_on, heartbeat_quit;
+  cJSON *snapshot; /* under job_lock */
   bool paused, stop_req;
   int64_t last_saved_step;
   sample_req queue[MAX_QUEUE];
@@ -106,10 +114,39 @@ static cJSON *job_status(const job *j) {
 static void write_job(job *j) {
   if (!j->rank0 || !j->dir_open) return;
   cJSON *o = job_status(j);
+  pthread_mutex_lock(&j->job_lock);
   if (sdw_run_dir_job(&j->dir, o) != SDW_OK)
     fprintf(stderr, "sdw: train: cannot write job.json: %s\n", sdw_last_error());
-  cJSON_Delete(o);
+  cJSON_Delete(j->snapshot);
+  j->snapshot = o;
   j->last_job_write = wall_now();
+  pthread_mutex_unlock(&j->job_lock);
+}
+
+/* Seconds since job.json was last written. */
+static double job_age(job *j) {
+  pthread_mutex_lock(&j->job_lock);
+  const double age = wall_now() - j->last_job_write;
+  pthread_mutex_unlock(&j->job_lock);
+  return age;
+}
+
+static void *heartbeat_main(void *arg) {
+  job *j = arg;
+  pthread_mutex_lock(&j->job_lock);
+  while (!j->heartbeat_quit) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 1;
+    pthread_cond_timedwait(&j->job_cond, &j->job_lock, &ts);
+    if (j->heartbeat_quit || !j->snapshot || wall_now() - j->last_job_write < 5) continue;
+    cJSON *u = cJSON_GetObjectItemCaseSensitive(j->snapshot, "updated");
+    if (u) cJSON_SetNumberValue(u, (double)time(NULL));
+    sdw_run_dir_job(&j->dir, j->snapshot);
+    j->last_job_write = wall_now();
+  }
+  pthread_mutex_unlock(&j->job_lock);
+  return NULL;
 }
 
 static void set_state(job *j, const char *state) {
@@ -404,7 +441,7 @@ static sdw_status loop(job *j) {
       while (j->paused && !j->stop_req && !interrupted(j)) {
         if (j->nqueue) run_samples(j);
         poll_control(j, 500);
-        if (wall_now() - j->last_job_write >= 5) write_job(j);
+        if (job_age(j) >= 5) write_job(j);
       }
       if (j->nqueue) run_samples(j);
       stop = j->stop_req || interrupted(j);
@@ -473,7 +510,7 @@ static sdw_status loop(job *j) {
       }
       if ((c->val_every > 0 && r.epoch % c->val_every == 0) || last) do_validation(j);
     }
-    if (j->rank0 && wall_now() - j->last_job_write >= 1) write_job(j);
+    if (j->rank0 && job_age(j) >= 1) write_job(j);
   }
   SDW_TRY(do_checkpoint(j));
   return SDW_OK;
@@ -485,6 +522,8 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
   if (!j) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
   j->cfg = cfg;
   j->opt = opt;
+  pthread_mutex_init(&j->job_lock, NULL);
+  pthread_cond_init(&j->job_cond, NULL);
   j->state = "starting";
   j->last_saved_step = -1;
   j->loss = j->lr = j->grad_norm = j->img_per_s = NAN;
@@ -543,6 +582,8 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
       job_log(j, "INFO", "no checkpoint in %s: a fresh run", dir);
     }
   }
+  if (st == SDW_OK && j->rank0 && j->dir_open)
+    j->heartbeat_on = pthread_create(&j->heartbeat, NULL, heartbeat_main, j) == 0;
   if (st == SDW_OK) {
     set_state(j, "running");
     st = loop(j);
@@ -556,6 +597,13 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
     job_log(j, "ERROR", "%s", j->error);
     set_state(j, "failed");
   }
+  if (j->heartbeat_on) {
+    pthread_mutex_lock(&j->job_lock);
+    j->heartbeat_quit = true;
+    pthread_cond_signal(&j->job_cond);
+    pthread_mutex_unlock(&j->job_lock);
+    pthread_join(j->heartbeat, NULL);
+  }
   /* keep the error text for the caller across the cleanup */
   char err[1024];
   snprintf(err, sizeof err, "%s", sdw_last_error());
@@ -567,6 +615,9 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
   sdw_allreduce_free(ar);
   sdw_control_server_close(j->srv);
   if (j->dir_open) sdw_run_dir_close(&j->dir);
+  cJSON_Delete(j->snapshot);
+  pthread_mutex_destroy(&j->job_lock);
+  pthread_cond_destroy(&j->job_cond);
   free(j);
   if (st != SDW_OK) sdw_fail(st, "%s", err);
   return st;
