@@ -279,7 +279,12 @@ char *sdw_train_config_format(const sdw_train_config *c) {
     case K_INT: snprintf(val, sizeof val, "%d", *(const int *)p); break;
     case K_I64: snprintf(val, sizeof val, "%lld", (long long)*(const int64_t *)p); break;
     case K_U64: snprintf(val, sizeof val, "%llu", (unsigned long long)*(const uint64_t *)p); break;
-    case K_DBL: snprintf(val, sizeof val, "%.17g", *(const double *)p); break;
+    case K_DBL: /* the shortest text that reads back to the same double */
+      for (int prec = 1; prec <= 17; prec++) {
+        snprintf(val, sizeof val, "%.*g", prec, *(const double *)p);
+        if (strtod(val, NULL) == *(const double *)p) break;
+      }
+      break;
     case K_BOOL: snprintf(val, sizeof val, "%s", *(const bool *)p ? "true" : "false"); break;
     case K_STR: snprintf(val, sizeof val, "%s", p); break;
     }
