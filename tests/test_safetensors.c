@@ -769,3 +769,39 @@ SDW_TEST(safetensors_accepts_what_the_reference_accepts) {
   CHECK(sdw_safetensors_open(path, &st) == SDW_ERR_NOT_FOUND && st == NULL);
   CHECK(sdw_safetensors_open(sdw_test_tmpdir(), &st) == SDW_ERR_IO && st == NULL);
 }
+
+/* sdw_safetensors_release drops a mapped entry's pages from the resident set;
+ * the entry must still read back the same bytes afterwards (the pages come
+ * back from the file), and neighbours sharing a page must be untouched. */
+SDW_TEST(safetensors_release_keeps_data_readable) {
+  enum { A = 3 * 4096 + 17, B = 5 };
+  float *a = malloc(A * sizeof *a), b[B];
+  REQUIRE(a);
+  for (int i = 0; i < A; i++)
+    a[i] = (float)i * 0.5f;
+  for (int i = 0; i < B; i++)
+    b[i] = -(float)i;
+  sdw_safetensors_writer *w = NULL;
+  CHECK_OK(sdw_safetensors_writer_create(&w));
+  const int64_t shape_a[1] = {A}, shape_b[1] = {B};
+  CHECK_OK(sdw_safetensors_writer_add(w, "a", SDW_F32, 1, shape_a, a));
+  CHECK_OK(sdw_safetensors_writer_add(w, "b", SDW_F32, 1, shape_b, b));
+  char path[4096];
+  snprintf(path, sizeof path, "%s/release.safetensors", sdw_test_tmpdir());
+  CHECK_OK(sdw_safetensors_writer_write(w, path));
+  sdw_safetensors_writer_destroy(w);
+  sdw_safetensors *st = NULL;
+  CHECK_OK(sdw_safetensors_open(path, &st));
+  const sdw_safetensors_entry *ea = sdw_safetensors_find(st, "a");
+  const sdw_safetensors_entry *eb = sdw_safetensors_find(st, "b");
+  REQUIRE(ea && eb);
+  CHECK(memcmp(ea->data, a, sizeof(float) * A) == 0);
+  sdw_safetensors_release(st, ea);
+  sdw_safetensors_release(st, ea); /* twice is harmless */
+  CHECK(memcmp(ea->data, a, sizeof(float) * A) == 0);
+  CHECK(memcmp(eb->data, b, sizeof b) == 0);
+  sdw_safetensors_release(st, eb); /* smaller than a page: nothing to drop */
+  CHECK(memcmp(eb->data, b, sizeof b) == 0);
+  sdw_safetensors_close(st);
+  free(a);
+}

@@ -854,6 +854,17 @@ void sdw_safetensors_close(sdw_safetensors *st) {
   free(st);
 }
 
+void sdw_safetensors_release(const sdw_safetensors *st, const sdw_safetensors_entry *entry) {
+  if (!st || !st->map || !entry || !entry->nbytes) return;
+  /* Only whole pages inside the entry: a neighbour that shares a page may
+   * still be in use. MADV_DONTNEED on a private read-only file mapping
+   * drops our page references; the data stays in the file. */
+  const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t begin = ((uintptr_t)entry->data + page - 1) & ~(page - 1);
+  uintptr_t end = ((uintptr_t)entry->data + entry->nbytes) & ~(page - 1);
+  if (end > begin) madvise((void *)begin, end - begin, MADV_DONTNEED);
+}
+
 /* --- queries ------------------------------------------------------------------------ */
 
 const char *sdw_safetensors_name(const sdw_safetensors *st) { return st->name; }

@@ -26,6 +26,11 @@ struct sdw_txt2img {
   sdw_unet *unet;
   sdw_vae *vae;
   bool own_tok, own_te, own_unet, own_vae;
+  /* low memory: released[part] says the part's weights are not loaded */
+  sdw_txt2img_reload_fn reload;
+  void *reload_user;
+  void (*reload_user_free)(void *);
+  bool released[3];
   sdw_noise_schedule schedule;
   sdw_arena *arena;
   char *name;
@@ -137,6 +142,76 @@ void sdw_txt2img_own_parts(sdw_txt2img *p, bool tokenizer, bool text_encoder, bo
   p->own_vae = vae;
 }
 
+void sdw_txt2img_part_release(sdw_txt2img_part part, void *model) {
+  switch (part) {
+  case SDW_TXT2IMG_PART_TEXT_ENCODER: {
+    sdw_clip_text *m = model;
+    const sdw_clip_text_config cfg = m->config;
+    sdw_clip_text_free(m);
+    m->config = cfg;
+    break;
+  }
+  case SDW_TXT2IMG_PART_UNET: {
+    sdw_unet *m = model;
+    const sdw_unet_config cfg = m->cfg;
+    sdw_unet_free(m);
+    m->cfg = cfg;
+    break;
+  }
+  case SDW_TXT2IMG_PART_VAE: {
+    sdw_vae *m = model;
+    const sdw_vae_config cfg = m->cfg;
+    const int parts = m->parts;
+    sdw_vae_free(m);
+    m->cfg = cfg;
+    m->parts = parts;
+    break;
+  }
+  }
+}
+
+void sdw_txt2img_set_low_memory(sdw_txt2img *p, sdw_txt2img_reload_fn reload, void *user,
+                                void (*user_free)(void *)) {
+  if (p->reload_user_free) p->reload_user_free(p->reload_user);
+  p->reload = reload;
+  p->reload_user = user;
+  p->reload_user_free = user_free;
+}
+
+void sdw_txt2img_mark_released(sdw_txt2img *p, sdw_txt2img_part part) { p->released[part] = true; }
+
+bool sdw_txt2img_low_memory(const sdw_txt2img *p) { return p->reload != NULL; }
+
+static void **part_slot(sdw_txt2img *p, sdw_txt2img_part part, bool *owned) {
+  switch (part) {
+  case SDW_TXT2IMG_PART_TEXT_ENCODER: *owned = p->own_te; return (void **)&p->te;
+  case SDW_TXT2IMG_PART_UNET: *owned = p->own_unet; return (void **)&p->unet;
+  default: *owned = p->own_vae; return (void **)&p->vae;
+  }
+}
+
+/* Low memory: the part's weights leave memory after use (owned parts only). */
+static void part_done(sdw_txt2img *p, sdw_txt2img_part part) {
+  bool owned;
+  void **slot = part_slot(p, part, &owned);
+  if (!p->reload || !owned || !*slot || p->released[part]) return;
+  sdw_txt2img_part_release(part, *slot);
+  p->released[part] = true;
+}
+
+/* Low memory: the part is opened again before use. */
+static sdw_status part_needed(sdw_txt2img *p, sdw_txt2img_part part) {
+  if (!p->released[part]) return SDW_OK;
+  bool owned;
+  void **slot = part_slot(p, part, &owned);
+  void *fresh = NULL;
+  SDW_TRY(p->reload(p->reload_user, p->ctx, part, &fresh));
+  free(*slot); /* already released: only the struct is left */
+  *slot = fresh;
+  p->released[part] = false;
+  return SDW_OK;
+}
+
 static void *hash_main(void *arg) {
   sdw_txt2img *p = arg;
   unsigned char digest[32];
@@ -176,6 +251,7 @@ sdw_status sdw_txt2img_set_identity(sdw_txt2img *p, const char *name, const char
 void sdw_txt2img_free(sdw_txt2img *p) {
   if (!p) return;
   hash_join(p);
+  if (p->reload_user_free) p->reload_user_free(p->reload_user);
   if (p->own_unet && p->unet) {
     sdw_unet_free(p->unet);
     free(p->unet);
@@ -485,13 +561,18 @@ static sdw_status run_generate(sdw_txt2img *p, const sdw_txt2img_settings *s,
                                const sdw_txt2img_job *jobs, int count,
                                const sdw_txt2img_hooks *hooks, uint8_t *rgb, gen_state *g) {
   sdw_ctx *ctx = p->ctx;
-  const sdw_unet_config *u = &p->unet->cfg;
+  /* a copy: in low-memory mode the UNet struct is replaced when reopened */
+  const sdw_unet_config ucfg = p->unet->cfg, *u = &ucfg;
   const int f = vae_factor(p);
   const int64_t N = count, C = u->in_channels, h = s->height / f, w = s->width / f;
   const int64_t per_image = C * h * w;
 
   /* 1. text */
+  SDW_TRY(part_needed(p, SDW_TXT2IMG_PART_TEXT_ENCODER));
   SDW_TRY(encode_text(p, s, jobs, count, g));
+  const int64_t text_width = p->te->config.hidden_size;
+  part_done(p, SDW_TXT2IMG_PART_TEXT_ENCODER);
+  SDW_TRY(part_needed(p, SDW_TXT2IMG_PART_UNET));
 
   /* 2. starting noise, one stream per image */
   g->latents = malloc((size_t)(N * per_image) * sizeof(float));
@@ -532,7 +613,7 @@ static sdw_status run_generate(sdw_txt2img *p, const sdw_txt2img_settings *s,
                     .w = w,
                     .context = g->context,
                     .tokens = SDW_CLIP_CONTEXT,
-                    .width = p->te->config.hidden_size,
+                    .width = text_width,
                     .x_dev = g->x_dev,
                     .t_dev = g->t_dev,
                     .out_dev = g->out_dev,
@@ -549,6 +630,7 @@ static sdw_status run_generate(sdw_txt2img *p, const sdw_txt2img_settings *s,
   sdw_tensor latents = sdw_tensor_4d(g->latents, SDW_F32, N, C, h, w);
   SDW_TRY(sdw_sample(&p->schedule, &sc, &io, &latents));
   if (cancelled(hooks)) return sdw_fail(SDW_ERR_INTERRUPTED, "stopped before decoding");
+  part_done(p, SDW_TXT2IMG_PART_UNET);
 
   const int64_t H = s->height, W = s->width, image_values = 3 * H * W;
   if (!p->vae) { /* pixel space: the sample is the image (scaling factor 1) */
@@ -572,7 +654,9 @@ static sdw_status run_generate(sdw_txt2img *p, const sdw_txt2img_settings *s,
   if (p->vae->cfg.out_channels != 3)
     return sdw_fail(SDW_ERR_UNSUPPORTED, "the VAE decodes %d channels; images need 3",
                     p->vae->cfg.out_channels);
+  SDW_TRY(part_needed(p, SDW_TXT2IMG_PART_VAE));
   SDW_TRY(sdw_vae_decode(p->vae, p->arena, &z, &image));
+  part_done(p, SDW_TXT2IMG_PART_VAE);
   SDW_TRY(ctx->ops->download(ctx, g->image_host, g->image_dev,
                              (size_t)(N * image_values) * sizeof(float)));
   for (int64_t i = 0; i < N; i++)

@@ -288,57 +288,112 @@ static bool find_part(const char *model, sdw_txt2img_layout layout, const char *
   }
 }
 
-static sdw_status open_parts(sdw_ctx *ctx, const sdw_txt2img_source *src, open_state *s,
-                             sdw_txt2img_layout *layout_out) {
+/* Where each part comes from: enough to open any of them again (low-memory
+ * mode reopens parts between uses). */
+typedef struct part_recipe {
+  char model[4096];
   sdw_txt2img_layout layout;
-  SDW_TRY(sdw_txt2img_detect_layout(src->model, &layout));
-  *layout_out = layout;
-  char te_path[4096], vae_path[4096];
-  const char *te = src->text_encoder, *vae = src->vae;
-  if (!te) {
-    if (!find_part(src->model, layout, "text_encoder", te_path, sizeof te_path))
-      return sdw_fail(SDW_ERR_NOT_FOUND,
-                      "%s comes without a text encoder — give --text-encoder PATH (a CLIP text "
-                      "model: transformers or diffusers text_encoder folder, or an SD 1.x file)",
-                      src->model);
-    te = te_path;
+  int ema;
+  char te[4096], te_config[4096]; /* te_config "" = the loader's default */
+  char vae[4096], vae_config[4096];
+} part_recipe;
+
+static sdw_status open_text_encoder(sdw_ctx *ctx, const part_recipe *r, sdw_clip_text *te) {
+  sdw_status st = sdw_clip_text_open(te, ctx, r->te, r->te_config[0] ? r->te_config : NULL);
+  if (st != SDW_OK) sdw_error_prefix("text encoder");
+  return st;
+}
+
+static sdw_status open_vae(sdw_ctx *ctx, const part_recipe *r, sdw_vae *vae) {
+  sdw_status st =
+      sdw_vae_open(vae, ctx, r->vae, r->vae_config[0] ? r->vae_config : NULL, SDW_VAE_DECODER);
+  if (st != SDW_OK) sdw_error_prefix("VAE");
+  return st;
+}
+
+static sdw_status reload_part(void *user, sdw_ctx *ctx, sdw_txt2img_part part, void **out) {
+  const part_recipe *r = user;
+  *out = NULL;
+  sdw_status st = SDW_OK;
+  switch (part) {
+  case SDW_TXT2IMG_PART_TEXT_ENCODER: {
+    sdw_clip_text *te = calloc(1, sizeof *te);
+    if (!te) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+    if ((st = open_text_encoder(ctx, r, te)) != SDW_OK)
+      free(te);
+    else
+      *out = te;
+    return st;
   }
-  if (!vae) {
-    if (!find_part(src->model, layout, "vae", vae_path, sizeof vae_path))
-      return sdw_fail(SDW_ERR_NOT_FOUND,
-                      "%s comes without a VAE — give --vae PATH (a diffusers vae folder, an "
-                      "AutoencoderKL file or an SD 1.x file)",
-                      src->model);
-    vae = vae_path;
+  case SDW_TXT2IMG_PART_VAE: {
+    sdw_vae *vae = calloc(1, sizeof *vae);
+    if (!vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+    if ((st = open_vae(ctx, r, vae)) != SDW_OK)
+      free(vae);
+    else
+      *out = vae;
+    return st;
   }
+  case SDW_TXT2IMG_PART_UNET: {
+    open_state s;
+    memset(&s, 0, sizeof s);
+    if (!(s.unet = calloc(1, sizeof *s.unet)))
+      return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+    st = open_unet(ctx, r->model, r->layout, r->ema, &s);
+    if (st != SDW_OK) {
+      open_state_free(&s);
+      return st;
+    }
+    *out = s.unet;
+    return SDW_OK;
+  }
+  }
+  return sdw_fail(SDW_ERR_INTERNAL, "unknown model part");
+}
+
+static sdw_status open_parts(sdw_ctx *ctx, const sdw_txt2img_source *src, open_state *s,
+                             part_recipe *r) {
+  SDW_TRY(sdw_txt2img_detect_layout(src->model, &r->layout));
+  const sdw_txt2img_layout layout = r->layout;
+  snprintf(r->model, sizeof r->model, "%s", src->model);
+  r->ema = src->ema;
+  if (src->text_encoder) {
+    snprintf(r->te, sizeof r->te, "%s", src->text_encoder);
+  } else if (!find_part(src->model, layout, "text_encoder", r->te, sizeof r->te)) {
+    return sdw_fail(SDW_ERR_NOT_FOUND,
+                    "%s comes without a text encoder — give --text-encoder PATH (a CLIP text "
+                    "model: transformers or diffusers text_encoder folder, or an SD 1.x file)",
+                    src->model);
+  }
+  if (src->vae) {
+    snprintf(r->vae, sizeof r->vae, "%s", src->vae);
+  } else if (!find_part(src->model, layout, "vae", r->vae, sizeof r->vae)) {
+    return sdw_fail(SDW_ERR_NOT_FOUND,
+                    "%s comes without a VAE — give --vae PATH (a diffusers vae folder, an "
+                    "AutoencoderKL file or an SD 1.x file)",
+                    src->model);
+  }
+  const bool ldm = layout == SDW_TXT2IMG_LAYOUT_LDM;
+  if (ldm && !src->text_encoder &&
+      !ldm_part_config(src->model, "text_encoder", r->te_config, sizeof r->te_config))
+    r->te_config[0] = '\0';
+  if (ldm && !src->vae && !ldm_part_config(src->model, "vae", r->vae_config, sizeof r->vae_config))
+    r->vae_config[0] = '\0';
   s->unet = calloc(1, sizeof *s->unet);
   s->te = calloc(1, sizeof *s->te);
   s->vae = calloc(1, sizeof *s->vae);
   if (!s->unet || !s->te || !s->vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
   SDW_TRY(sdw_tokenizer_load(src->vocab, src->tokenizer, &s->tok));
-  SDW_TRY(open_unet(ctx, src->model, layout, src->ema, s));
-  char te_config[4096], vae_config[4096];
-  const bool ldm = layout == SDW_TXT2IMG_LAYOUT_LDM;
-  sdw_status st =
-      sdw_clip_text_open(s->te, ctx, te,
-                         ldm && !src->text_encoder ? ldm_part_config(src->model, "text_encoder",
-                                                                     te_config, sizeof te_config)
-                                                   : NULL);
-  if (st != SDW_OK) {
-    sdw_error_prefix("text encoder");
-    return st;
-  }
+  /* Low memory: the text encoder and the VAE are opened first (their
+   * configurations are needed now) and released at once, so the peak while
+   * opening is the UNet alone. */
+  SDW_TRY(open_text_encoder(ctx, r, s->te));
   s->te_ready = true;
-  st = sdw_vae_open(
-      s->vae, ctx, vae,
-      ldm && !src->vae ? ldm_part_config(src->model, "vae", vae_config, sizeof vae_config) : NULL,
-      SDW_VAE_DECODER);
-  if (st != SDW_OK) {
-    sdw_error_prefix("VAE");
-    return st;
-  }
+  if (src->low_memory) sdw_txt2img_part_release(SDW_TXT2IMG_PART_TEXT_ENCODER, s->te);
+  SDW_TRY(open_vae(ctx, r, s->vae));
   s->vae_ready = true;
-  return SDW_OK;
+  if (src->low_memory) sdw_txt2img_part_release(SDW_TXT2IMG_PART_VAE, s->vae);
+  return open_unet(ctx, src->model, layout, src->ema, s);
 }
 
 sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt2img **out) {
@@ -346,8 +401,9 @@ sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt
   SDW_ASSERT(src && src->model);
   open_state s;
   memset(&s, 0, sizeof s);
-  sdw_txt2img_layout layout;
-  sdw_status st = open_parts(ctx, src, &s, &layout);
+  part_recipe *recipe = calloc(1, sizeof *recipe);
+  if (!recipe) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+  sdw_status st = open_parts(ctx, src, &s, recipe);
   sdw_txt2img *p = NULL;
   if (st == SDW_OK) {
     sdw_txt2img_parts parts = {s.tok, s.te, s.unet, s.vae};
@@ -355,9 +411,17 @@ sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt
   }
   if (st != SDW_OK) {
     open_state_free(&s);
+    free(recipe);
     return st;
   }
   sdw_txt2img_own_parts(p, true, true, true, true);
+  if (src->low_memory) {
+    sdw_txt2img_set_low_memory(p, reload_part, recipe, free);
+    sdw_txt2img_mark_released(p, SDW_TXT2IMG_PART_TEXT_ENCODER);
+    sdw_txt2img_mark_released(p, SDW_TXT2IMG_PART_VAE);
+  } else {
+    free(recipe);
+  }
   char name[256];
   model_stem(src->model, name, sizeof name);
   st = sdw_txt2img_set_identity(p, name, src->model_hash && s.hash_path[0] ? s.hash_path : NULL);

@@ -416,6 +416,7 @@ sdw_status sdw_weights_load(const sdw_weights *w, const sdw_weights_map *map, sd
     if (!entries[i]) continue;
     st = load_one(params->ctx, entries[i], &params->items[i].value, &stage);
     if (st != SDW_OK) break;
+    sdw_safetensors_release(files[i], entries[i]);
     params->items[i].loaded = true;
     local.loaded++;
     local.converted += entries[i]->dtype != SDW_F32;

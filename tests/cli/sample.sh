@@ -8,6 +8,7 @@
 #    gives the prompt, negative, steps, sampler, CFG, seed, size, model hash;
 #  - several images: NNNN_<prompt>.png files with seed + i, and grid.png;
 #  - same settings -> identical bytes; philox and torch-cpu noise differ;
+#    --low-memory gives the same bytes;
 #  - a seed UNet bundle with --text-encoder / --vae, the seed's .pt when its golden
 #    is in the tree;
 #  - errors: one line "sdw: ...", status 2 for usage errors, 1 otherwise, 130 after
@@ -172,6 +173,18 @@ assert (w, h) == (64, 32), (w, h)
 # the last row's cells 1..3 are empty: black
 assert all(px[(16 + y) * 192 + 48 + i] == 0 for y in range(16) for i in range(144))
 EOF
+
+# --low-memory (one part in memory at a time, each reopened per batch) makes the
+# same bytes, also with batches of 2 and with the seed's .pt-free bundle layout.
+run --model "$tmp/pipe" --prompts-file "$tmp/prompts.txt" --negative n1 --negative n2 \
+  --negative n3 --negative n4 --negative n5 --steps 1 -W 16 -H 16 --seed 7 --low-memory \
+  --out "$tmp/five-low/" >/dev/null
+for f in "$tmp"/five/*.png; do cmp "$f" "$tmp/five-low/$(basename "$f")"; done
+run --model "$tmp/pipe" --prompts-file "$tmp/prompts.txt" --steps 2 -W 16 -H 16 -n 2 \
+  --out "$tmp/b2/" >/dev/null
+run --model "$tmp/pipe" --prompts-file "$tmp/prompts.txt" --steps 2 -W 16 -H 16 -n 2 \
+  --low-memory --out "$tmp/b2-low/" >/dev/null
+for f in "$tmp"/b2/*.png; do cmp "$f" "$tmp/b2-low/$(basename "$f")"; done
 
 # Prompts with separators survive the round trip through the infotext.
 odd='a "quoted" cat: 50%, with \backslash'
