@@ -116,6 +116,9 @@ attach() {
     "env $* $SDW attach --data $tmp/data $R 2>$tmp/viewer.err; echo \$? >$tmp/exit; sleep 600"
 }
 
+# A session that lives as long as the test: killing "ui" never ends the
+# server (which would race with the next new-session).
+T new-session -d -s keep -x 80 -y 24 "sleep 3600"
 wait_for 60 test -s "$R/job.json" || fail "no job.json from sdw train --detach"
 wait_for 60 more_steps_than 2 || fail "the job logs no steps"
 
@@ -234,6 +237,25 @@ for env in TERM=screen TERM=tmux-256color TERM=linux "TERM=xterm-256color NO_COL
   T send-keys -t ui q
   wait_for 10 test -s "$tmp/exit" || fail "q did not exit with $env"
 done
+
+# --- plain `sdw` at a terminal opens the workbench on the current directory -------------
+rm -f "$tmp/exit"
+T kill-session -t ui 2>/dev/null || true
+T new-session -d -s ui -x 80 -y 24 -c "$R" "$SDW; echo \$? >$tmp/exit; sleep 600"
+wait_for 15 screen_has "RUNNING" || fail "plain sdw in the run directory"
+T send-keys -t ui q
+wait_for 10 test -s "$tmp/exit" || fail "q did not exit (plain sdw)"
+# Without a terminal: the usage, as before; attach refuses politely.
+"$SDW" </dev/null | grep -F "usage: sdw" >/dev/null || fail "sdw without a tty does not print usage"
+rc=0
+"$SDW" attach "$R" </dev/null >/dev/null 2>"$tmp/notty.err" || rc=$?
+[ $rc = 1 ] && grep -F "needs a terminal" "$tmp/notty.err" >/dev/null || fail "attach without a tty: $rc"
+rc=0
+"$SDW" attach "$tmp/no-such-run" 2>"$tmp/norun.err" || rc=$?
+[ $rc = 1 ] && grep -F "no such run directory" "$tmp/norun.err" >/dev/null || fail "attach to nothing: $rc"
+rc=0
+"$SDW" attach --panel nope "$R" 2>/dev/null || rc=$?
+[ $rc = 2 ] || fail "attach --panel nope: status $rc"
 
 # --- a job that died: the viewer says so and keeps the last state -----------------------
 D=$tmp/dead
