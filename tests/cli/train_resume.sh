@@ -6,6 +6,8 @@
 #    and continued to N: every tensor of the final checkpoint (weights, EMA,
 #    AdamW m and v) compared byte for byte. N = 48 over 3 epochs, so the
 #    resumed part starts mid-epoch and crosses epochs;
+#  - a damaged newest checkpoint (one flipped bit) is refused with a warning and
+#    the run resumes from the one before, reaching the same bits again;
 #  - SIGTERM writes a checkpoint and exits 143; resuming from it is exact too;
 #  - SIGKILL at random moments of a run that checkpoints every step (so most
 #    kills land inside a checkpoint write), 20 times: every time, latest names
@@ -105,6 +107,19 @@ import json, sys
 a, b = ([(l["step"], l["loss"]) for l in map(json.loads, open(p)) if "loss" in l] for p in sys.argv[1:])
 assert a == b, (a, b)
 EOF
+
+# a damaged newest checkpoint: a warning, and the previous one is used
+"$PY" - "$tmp/b/checkpoints/step-00000024.safetensors" <<'EOF'
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+b[len(b) // 2] ^= 0x10
+open(p, "wb").write(b)
+EOF
+"$SDW" train --run "$tmp/b" --quiet --set max_steps=0 --set epochs=3 2>/dev/null
+grep -E "WARN checkpoint step-00000024.safetensors is not usable .*SHA-256" "$tmp/b/events.log" >/dev/null
+grep -E "resumed from checkpoints/step-00000020.safetensors" "$tmp/b/events.log" >/dev/null
+compare "$tmp/a/checkpoints/step-00000024.safetensors" "$tmp/b/checkpoints/step-00000024.safetensors"
 
 # 3. SIGTERM: checkpoint, exit 143, resume exactly
 "$SDW" train --config "$tmp/c.ini" --run "$tmp/c" --quiet --set epochs=3 --set save_steps=0 \
