@@ -11,7 +11,8 @@ length, JSON header, raw little-endian data), never with sdw.
       shorter side -> S with round(), INTER_AREA to shrink / INTER_CUBIC to
       enlarge, center crop at (side - S) // 2, x / 127.5 - 1).
   latent_check.py image STORE INDEX OUT
-      sample INDEX of a pixel store as OUT.safetensors {"image": F32 [1,3,S,S]}
+      sample INDEX of a pixel store as OUT.safetensors {"image": F32 [1,3,S,S]},
+      the exact f32 values encode fed its VAE
   latent_check.py compare STORE INDEX VAE_OUT SCALE TOL
       latent INDEX of STORE (f16) against VAE_OUT's "mean" x SCALE (sdw run
       vae-encode's output): normwise max|a-b| / max|b| <= TOL
@@ -107,7 +108,10 @@ def cmd_pixels(st, shards, size):
 
 def cmd_image(st, index, out):
     _, samples = store(st)
-    x = samples[int(index)]["latent"].astype(np.float32)[None]
+    # the exact f32 input encode computed (p / 127.5f - 1 of the 8-bit value),
+    # not the f16-rounded copy the pixel store holds
+    v = np.rint((samples[int(index)]["latent"].astype(np.float64) + 1) * 127.5)
+    x = (v.astype(np.float32) / np.float32(127.5) - np.float32(1))[None]
     head = {"image": {"dtype": "F32", "shape": list(x.shape), "data_offsets": [0, x.nbytes]}}
     h = json.dumps(head).encode()
     h += b" " * (-(8 + len(h)) % 8)
