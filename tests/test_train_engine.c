@@ -99,28 +99,33 @@ SDW_TEST(train_data_order) {
   for (int i = 0; i < N; i++)
     CHECK(seen[i] == 1);
 
-  /* two ranks: disjoint contiguous slices of the same permutation, trimmed */
+  /* two ranks: global micro-batch k is perm[k*2*3, (k+1)*2*3), rank r takes
+   * its r-th 3 (so 2 ranks x 3 see what 1 rank x 6 sees) */
   sdw_latent_store *s = NULL;
   CHECK_OK(sdw_latent_store_open(fixture_store(), &s));
   REQUIRE(s);
-  sdw_data_loader a, b;
+  sdw_data_loader a, b, one;
   CHECK_OK(sdw_data_loader_init(&a, s, 5, 0, 2, 3));
   CHECK_OK(sdw_data_loader_init(&b, s, 5, 1, 2, 3));
-  CHECK(sdw_data_loader_batches(&a) == 2); /* 16 / 2 ranks = 8 per rank, batches of 3 */
-  int64_t perm[16], ia[3], ib[3];
+  CHECK_OK(sdw_data_loader_init(&one, s, 5, 0, 1, 6));
+  CHECK(sdw_data_loader_batches(&a) == 2); /* 16 samples, global batches of 6 */
+  CHECK(sdw_data_loader_batches(&one) == 2);
+  int64_t perm[16], ia[3], ib[3], i1[6];
   sdw_data_loader_permutation(5, 3, 16, perm);
   for (int k = 0; k < 2; k++) {
     sdw_data_loader_indices(&a, 3, k, ia);
     sdw_data_loader_indices(&b, 3, k, ib);
+    sdw_data_loader_indices(&one, 3, k, i1);
     for (int i = 0; i < 3; i++) {
-      CHECK(ia[i] == perm[k * 3 + i]);
-      CHECK(ib[i] == perm[8 + k * 3 + i]);
+      CHECK(ia[i] == perm[k * 6 + i] && ia[i] == i1[i]);
+      CHECK(ib[i] == perm[k * 6 + 3 + i] && ib[i] == i1[3 + i]);
     }
   }
   sdw_data_loader c;
   CHECK(sdw_data_loader_init(&c, s, 5, 0, 4, 5) == SDW_ERR_INVALID_ARGUMENT);
   sdw_data_loader_free(&a);
   sdw_data_loader_free(&b);
+  sdw_data_loader_free(&one);
   sdw_latent_store_close(s);
 }
 

@@ -65,7 +65,7 @@ void sdw_data_loader_indices(sdw_data_loader *l, int64_t epoch, int64_t b, int64
     sdw_data_loader_permutation(l->seed, epoch, sdw_latent_store_count(l->store), l->perm);
     l->epoch = epoch;
   }
-  const int64_t start = (int64_t)l->rank * l->per_rank + b * l->batch_size;
+  const int64_t start = (b * l->world + l->rank) * l->batch_size;
   for (int i = 0; i < l->batch_size; i++)
     idx[i] = l->perm[start + i];
 }

@@ -1,14 +1,16 @@
 /* The training data loader over a latent store (core/base/latent_store.h).
  *
- * Order (the seed's LatentDistributedSampler, SEED.md 2.2, made exactly
- * resumable): epoch e visits the permutation P_e of [0, count) drawn by a
+ * Order: epoch e visits the permutation P_e of [0, count) drawn by a
  * Fisher-Yates shuffle from the Philox stream (seed + e, subsequence 0):
  * for i = count-1 .. 1, j = u64(i) mod (i + 1) with u64(i) = the stream's
  * u32 elements 2k, 2k+1 (k = count-1-i) as low, high word, swap P[i], P[j].
- * P_e is trimmed to a multiple of the world size W and rank r takes the
- * contiguous slice [r * n/W, (r+1) * n/W) (the seed's split), so every rank
- * sees the same permutation. Micro-batch b of the epoch is slice elements
- * [b * B, (b+1) * B); a partial last batch is dropped (drop_last).
+ * Every rank uses the same permutation. Global micro-batch b of the epoch
+ * is P_e[b*W*B, (b+1)*W*B) (W ranks, batch B per rank) and rank r takes
+ * the r-th B of it; a partial last global batch is dropped (drop_last).
+ * The seed's sampler gives each rank a contiguous slice of the epoch
+ * instead; this order is a deliberate deviation so that W ranks with batch
+ * B see exactly the samples of one rank with batch W*B (a run's result does
+ * not depend on how many ranks ran it).
  *
  * A batch is a pure function of (seed, epoch, b, rank, world, B): resuming
  * at any (epoch, b) gives the same samples as running through.
@@ -31,7 +33,7 @@ typedef struct sdw_data_loader {
   int rank, world, batch_size;
   int64_t epoch;    /* the epoch whose permutation perm holds (-1: none) */
   int64_t *perm;    /* [count] owned */
-  int64_t per_rank; /* samples per rank per epoch */
+  int64_t per_rank; /* count / world (the batches are per_rank / batch_size) */
 } sdw_data_loader;
 
 /* SDW_ERR_INVALID_ARGUMENT when the store holds fewer samples than one batch

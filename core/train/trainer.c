@@ -260,7 +260,7 @@ sdw_status sdw_trainer_create(const sdw_train_config *cfg, sdw_allreduce *ar,
     st = sdw_lr_schedule_init(&t->lr, cfg->lr, t->total_steps, cfg->warmup, ae);
   }
   if (st == SDW_OK) {
-    t->rng = sdw_rng_make(cfg->seed, NOISE_SUBSEQUENCE + (uint64_t)t->rank);
+    t->rng = sdw_rng_make(cfg->seed, NOISE_SUBSEQUENCE);
     const int64_t B = cfg->batch_size, per = (int64_t)t->C * t->H * t->W;
     t->B = B;
     t->x0 = xcalloc((size_t)(B * per), sizeof(float), &st);
@@ -375,16 +375,44 @@ static sdw_status run_batch(sdw_trainer *t, sdw_unet *m, bool train, double *los
   return st;
 }
 
-/* Draws and inputs of one micro-batch (indices in t->idx) from rng. */
+/* Draws and inputs of one micro-batch (indices in t->idx) from rng. With
+ * global, the draws are those of the whole global micro-batch (world x B
+ * samples, the same stream on every rank) and this rank keeps its slice, so
+ * W ranks with batch B draw what one rank with batch W*B draws. */
 static sdw_status prepare_batch(sdw_trainer *t, const sdw_latent_store *store, sdw_rng *rng,
-                                const sdw_loss_config *lc) {
+                                const sdw_loss_config *lc, bool global) {
   const int64_t B = t->B, per = (int64_t)t->C * t->H * t->W;
   sdw_data_loader_gather(store, t->idx, B, t->x0, t->clip ? t->ids : NULL, t->clip ? t->mask : NULL,
                          NULL);
   SDW_TRY(batch_context(t, store));
   const bool off = lc->noise_offset > 0;
-  sdw_loss_draw(rng, lc, t->sched.num_train_timesteps, B, t->C, per, t->ts, t->drop, t->noise,
-                off ? t->offset : NULL);
+  const int W = global ? t->world : 1, r = global ? t->rank : 0;
+  if (W == 1) {
+    sdw_loss_draw(rng, lc, t->sched.num_train_timesteps, B, t->C, per, t->ts, t->drop, t->noise,
+                  off ? t->offset : NULL);
+  } else {
+    const int64_t G = B * W;
+    int64_t *gts = malloc((size_t)G * sizeof *gts);
+    uint8_t *gdrop = malloc((size_t)G);
+    float *gnoise = malloc((size_t)(G * per) * sizeof(float));
+    float *goff = off ? malloc((size_t)(G * t->C) * sizeof(float)) : NULL;
+    if (!gts || !gdrop || !gnoise || (off && !goff)) {
+      free(gts);
+      free(gdrop);
+      free(gnoise);
+      free(goff);
+      return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "trainer: out of memory");
+    }
+    sdw_loss_draw(rng, lc, t->sched.num_train_timesteps, G, t->C, per, gts, gdrop, gnoise, goff);
+    memcpy(t->ts, gts + r * B, (size_t)B * sizeof *gts);
+    memcpy(t->drop, gdrop + r * B, (size_t)B);
+    memcpy(t->noise, gnoise + r * B * per, (size_t)(B * per) * sizeof(float));
+    if (off) memcpy(t->offset, goff + r * B * t->C, (size_t)(B * t->C) * sizeof(float));
+    free(gts);
+    free(gdrop);
+    free(gnoise);
+    free(goff);
+  }
   SDW_TRY(sdw_loss_prepare(&t->sched, lc, t->x0, t->noise, off ? t->offset : NULL, t->ts, B, t->C,
                            (int64_t)t->H * t->W, t->target, t->x_t));
   if (t->uncond) sdw_loss_caption_dropout(t->drop, B, t->uncond, (int64_t)t->L * t->D, t->context);
@@ -409,7 +437,7 @@ sdw_status sdw_trainer_step(sdw_trainer *t, sdw_trainer_report *r) {
   for (int k = 0; k < t->cfg->grad_accum; k++) {
     const int64_t b = t->position * t->cfg->grad_accum + k;
     sdw_data_loader_indices(&t->loader, t->epoch, b, t->idx);
-    SDW_TRY(prepare_batch(t, t->train, &t->rng, &t->loss_cfg));
+    SDW_TRY(prepare_batch(t, t->train, &t->rng, &t->loss_cfg, true));
     double l = 0;
     SDW_TRY(run_batch(t, &t->unet, true, &l));
     loss += l;
@@ -557,7 +585,7 @@ sdw_status sdw_trainer_val_loss(sdw_trainer *t, double *loss) {
   for (int64_t b = 0; b < batches; b++) {
     for (int64_t i = 0; i < t->B; i++)
       t->idx[i] = b * t->B + i;
-    SDW_TRY(prepare_batch(t, t->val, &rng, &lc));
+    SDW_TRY(prepare_batch(t, t->val, &rng, &lc, false));
     double l = 0;
     SDW_TRY(run_batch(t, m, false, &l));
     sum += l;

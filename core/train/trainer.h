@@ -6,9 +6,11 @@
  *     (core/train/data_loader.h), latents f16 -> f32, contexts from the
  *     frozen CLIP (the seed passes the tokenizer's attention mask to CLIP;
  *     SD 1.x topologies do not) or from the store's stored contexts; loss
- *     draws (timesteps, dropout coins, noise, offsets) from this rank's
- *     Philox stream (seed, subsequence 0x6e6f697365 + rank), whose offset is
- *     part of the state; x_t, caption dropout to the empty-prompt
+ *     draws (timesteps, dropout coins, noise, offsets) of the whole global
+ *     micro-batch from the Philox stream (seed, subsequence 0x6e6f697365),
+ *     the same on every rank, each rank keeping its slice (so W ranks with
+ *     batch B compute what one rank with batch W*B does); the stream's
+ *     offset is part of the state; x_t, caption dropout to the empty-prompt
  *     embedding (computed once), Min-SNR weights, forward_train (with
  *     per-ResBlock checkpointing when grad_ckpt), loss and backward,
  *     gradients accumulated;
