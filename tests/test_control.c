@@ -545,10 +545,36 @@ SDW_TEST(control_long_socket_paths) {
   long_path_roundtrip(path);
 }
 
+/* Replies a handler might get wrong. */
+static cJSON *odd_handler(void *user, const char *cmd, const cJSON *req) {
+  (void)user, (void)req;
+  if (strcmp(cmd, "pause") == 0) return cJSON_Parse("{\"ok\":\"yes\",\"id\":99,\"x\":1}");
+  if (strcmp(cmd, "resume") == 0) return cJSON_Parse("{\"ok\":false}");
+  if (strcmp(cmd, "stop") == 0) return cJSON_Parse("[1]");
+  return cJSON_Parse("{\"status\":{\"step\":2},\"id\":\"spoofed\"}");
+}
+
+SDW_TEST(control_reply_normalized) {
+  int sub;
+  /* the request's id wins over one in the body; ok added; id first */
+  char *r = sdw_control_handle_line("{\"id\":1,\"cmd\":\"status\"}", 23, odd_handler, NULL, &sub);
+  CHECK_MSG(r && strcmp(r, "{\"id\":1,\"ok\":true,\"status\":{\"step\":2}}") == 0, "%s", r);
+  free(r);
+  r = sdw_control_handle_line("{\"id\":2,\"cmd\":\"pause\"}", 22, odd_handler, NULL, &sub);
+  CHECK_MSG(r && strcmp(r, "{\"id\":2,\"ok\":false,\"x\":1,\"error\":\"internal\"}") == 0, "%s", r);
+  free(r);
+  r = sdw_control_handle_line("{\"id\":3,\"cmd\":\"resume\"}", 23, odd_handler, NULL, &sub);
+  CHECK_MSG(r && strcmp(r, "{\"id\":3,\"ok\":false,\"error\":\"internal\"}") == 0, "%s", r);
+  free(r);
+  r = sdw_control_handle_line("{\"id\":4,\"cmd\":\"stop\"}", 21, odd_handler, NULL, &sub);
+  CHECK_MSG(r && strcmp(r, "{\"id\":4,\"ok\":false,\"error\":\"internal\"}") == 0, "%s", r);
+  free(r);
+}
+
 SDW_TEST(control_handle_line_subscribe_flag) {
   int sub = -1;
   char *r = sdw_control_handle_line("{\"id\":3,\"cmd\":\"subscribe\"}", 26, NULL, NULL, &sub);
-  CHECK(sub == 1 && r && strcmp(r, "{\"ok\":true,\"id\":3}") == 0);
+  CHECK(sub == 1 && r && strcmp(r, "{\"id\":3,\"ok\":true}") == 0);
   free(r);
   r = sdw_control_handle_line("{\"id\":3,\"cmd\":\"status\"}", 23, NULL, NULL, &sub);
   CHECK(sub == 0 && r && strstr(r, "\"ok\":false") != NULL); /* no handler */

@@ -128,23 +128,41 @@ static cJSON *check_sample(const cJSON *req) {
   return NULL;
 }
 
-/* Prints reply with "id" (copied from id, null when absent) as one line. */
+/* Prints reply as one line {"id":..,"ok":bool,...}: "id" copied from id
+ * (null when absent) and first, "ok" a bool ("ok" absent counts as true; a
+ * non-bool, or false without an "error" string, becomes an internal error). */
 static char *finish_reply(cJSON *reply, const cJSON *id) {
   if (!cJSON_IsObject(reply)) {
     cJSON_Delete(reply);
     reply = sdw_control_reply_error("internal");
     if (!reply) return NULL;
   }
-  cJSON_DeleteItemFromObjectCaseSensitive(reply, "id");
+  const cJSON *ok = cJSON_GetObjectItemCaseSensitive(reply, "ok");
+  int okv = ok ? cJSON_IsTrue(ok) : 1;
+  cJSON *out = cJSON_CreateObject();
   cJSON *idc = id ? cJSON_Duplicate(id, 1) : cJSON_CreateNull();
-  if (!idc || !cJSON_AddItemToObject(reply, "id", idc)) {
-    cJSON_Delete(idc);
+  if (!out || !idc || !cJSON_AddItemToObject(out, "id", idc) ||
+      !cJSON_AddBoolToObject(out, "ok", okv)) {
+    if (out && !cJSON_GetObjectItemCaseSensitive(out, "id")) cJSON_Delete(idc);
+    cJSON_Delete(out);
     cJSON_Delete(reply);
     return NULL;
   }
-  if (!cJSON_GetObjectItemCaseSensitive(reply, "ok")) cJSON_AddBoolToObject(reply, "ok", 1);
-  char *text = cJSON_PrintUnformatted(reply);
+  while (reply->child) {
+    cJSON *item = cJSON_DetachItemViaPointer(reply, reply->child);
+    if (strcmp(item->string, "id") == 0 || strcmp(item->string, "ok") == 0) {
+      cJSON_Delete(item);
+      continue;
+    }
+    cJSON_AddItemToObject(out, item->string, item); /* key copied; item's own freed with it */
+  }
   cJSON_Delete(reply);
+  if (!okv && !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(out, "error"))) {
+    cJSON_DeleteItemFromObjectCaseSensitive(out, "error");
+    cJSON_AddStringToObject(out, "error", "internal");
+  }
+  char *text = cJSON_PrintUnformatted(out);
+  cJSON_Delete(out);
   return text;
 }
 

@@ -57,7 +57,9 @@ void sdw_control_server_close(sdw_control_server *s);
 /* Answers one well-formed request. cmd is request's "cmd" string (one of the
  * known commands); request is the whole object (borrowed). Returns the reply
  * body, e.g. {"ok":true,"status":{...}}; ownership passes to the server,
- * which adds "id" (and "ok":true when the body has no "ok"). NULL becomes
+ * which puts "id" first (the request's, null when it had none) and makes "ok" a
+ * bool: absent counts as true; a non-bool "ok", or false without an "error"
+ * string, becomes "error":"internal". NULL becomes
  * {"ok":false,"error":"internal"}. "subscribe" is answered by the server
  * itself (the handler is not called for it), and the arguments of "sample"
  * are checked before the handler sees them: "prompt" a string, "negative" a
@@ -123,7 +125,9 @@ void sdw_control_client_close(sdw_control_client *c); /* NULL is a no-op */
 sdw_status sdw_control_call(sdw_control_client *c, const cJSON *request, int timeout_ms,
                             cJSON **reply);
 /* Next queued or incoming event (owned by the caller), *event = NULL on
- * timeout; SDW_ERR_IO when the job went away. */
+ * timeout; SDW_ERR_IO when the job went away. Several events may arrive in
+ * one read: after sdw_control_client_fd polls readable, call this with
+ * timeout 0 until *event is NULL. */
 sdw_status sdw_control_next_event(sdw_control_client *c, int timeout_ms, cJSON **event);
 int sdw_control_client_fd(const sdw_control_client *c);
 
