@@ -9,8 +9,10 @@
 #
 #   bench/bench_download.sh [--count N] [--rounds R] [--keep DIR]
 #
-# Defaults: 2000 URLs, 1 round (each round runs both; the best of each is
-# kept). img2dataset gets processes_count = online CPUs and thread_count 64,
+# Defaults: 2000 URLs, 1 round (each round runs both, interleaved: sdw first
+# in odd rounds, img2dataset first in even ones; the best of each is kept and
+# the per-round ratios are summarised: median, min, max). SDW=path runs that
+# binary instead of a freshly built build/sdw. img2dataset gets processes_count = online CPUs and thread_count 64,
 # sdw --concurrency 64 and one worker per CPU. The first run creates
 # .venv-bench/img2dataset/ (pip install img2dataset==1.47.0).
 set -euo pipefail
@@ -24,7 +26,10 @@ while [ $# -gt 0 ]; do
     *) echo "usage: bench/bench_download.sh [--count N] [--rounds R] [--keep DIR]" >&2; exit 2 ;;
   esac
 done
-make --no-print-directory build/sdw >/dev/null
+if [ -z "${SDW:-}" ]; then
+  make --no-print-directory build/sdw >/dev/null
+  SDW=build/sdw
+fi
 venv=.venv-bench/img2dataset
 if ! "$venv/bin/python" -c 'import img2dataset, cv2, pyarrow' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -53,7 +58,7 @@ port=$(cat "$tmp/port")
 best_sdw= best_i2d=
 run_sdw() {
   rm -rf "$tmp/sdw"
-  /usr/bin/time -f "%e %U %S" -o "$tmp/sdw.time" build/sdw pipeline download --data "$tmp/sdw" \
+  /usr/bin/time -f "%e %U %S" -o "$tmp/sdw.time" "$SDW" pipeline download --data "$tmp/sdw" \
     --input "$tmp/urls.parquet" --concurrency 64 --workers "$cpus" 2>"$tmp/sdw.log"
   read -r wall user sys <"$tmp/sdw.time"
   ok=$(grep -o 'done: [0-9]* of' "$tmp/sdw.log" | grep -o '[0-9]*')
@@ -78,9 +83,21 @@ better() { # keeps the faster of two "wall user sys ok" lines
     awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " "); print (y[1] < x[1] ? b : a) }'
   fi
 }
+ratio() { # "images/s ratio" "CPU per image ratio" of one sdw and one img2dataset line
+  awk -v s="$1" -v i="$2" 'BEGIN { split(s, a, " "); split(i, b, " ");
+    printf "%.3f %.3f\n", (a[4] / a[1]) / (b[4] / b[1]), ((b[2] + b[3]) / b[4]) / ((a[2] + a[3]) / a[4]) }'
+}
+: >"$tmp/ratios"
 for r in $(seq "$rounds"); do
-  s=$(run_sdw); echo "round $r sdw:         wall/user/sys/images $s"
-  i=$(run_i2d); echo "round $r img2dataset: wall/user/sys/images $i"
+  # interleaved (A B A B ...), the order swapped every other round
+  if [ $((r % 2)) -eq 1 ]; then
+    s=$(run_sdw); echo "round $r sdw:         wall/user/sys/images $s"
+    i=$(run_i2d); echo "round $r img2dataset: wall/user/sys/images $i"
+  else
+    i=$(run_i2d); echo "round $r img2dataset: wall/user/sys/images $i"
+    s=$(run_sdw); echo "round $r sdw:         wall/user/sys/images $s"
+  fi
+  ratio "$s" "$i" | tee -a "$tmp/ratios" | awk '{ printf "round %d ratios: %.2fx images/s, %.2fx less CPU per image\n", r, $1, $2 }' r="$r"
   best_sdw=$(better "$best_sdw" "$s")
   best_i2d=$(better "$best_i2d" "$i")
 done
@@ -96,4 +113,8 @@ awk -v s="$best_sdw" -v i="$best_i2d" 'BEGIN {
   printf "%-12s %8d %8.2f %10.1f %14.4f\n", "img2dataset", b[4], b[1], ir, ic;
   printf "ratios: %.2fx images/s, %.2fx less CPU per image (target >= 2x)\n", sr / ir, ic / sc;
 }'
+stats() { # median, min, max of one column of numbers
+  sort -n | awk '{ v[NR] = $1 } END { printf "median %.2fx (min %.2fx, max %.2fx)", (v[int((NR + 1) / 2)] + v[int(NR / 2) + 1]) / 2, v[1], v[NR] }'
+}
+echo "per round ($rounds): images/s ratio $(cut -d' ' -f1 "$tmp/ratios" | stats); CPU per image ratio $(cut -d' ' -f2 "$tmp/ratios" | stats)"
 echo "outputs compared: $("$PY" tools/bench_download.py compare "$tmp/sdw/shards" "$tmp/i2d")"

@@ -119,7 +119,9 @@ sdw_status sdw_image_center_crop(const sdw_image *in, int width, int height, sdw
  *   for y in 0..h-1: decode row y (w * 3 bytes) into sdw_image_resizer_row(r, y),
  *                    then sdw_image_resizer_commit(r, y);
  *   sdw_image_resizer_finish(r, &out);   (frees r)
- * Rows must come in order, each exactly once. The pointers of up to
+ * Rows must come in order, each exactly once, except that only the region
+ * sdw_image_resizer_region gives is read: rows outside it may be left out
+ * and columns outside it left unwritten. The pointers of up to
  * SDW_IMAGE_RESIZER_BATCH consecutive rows may be taken before they are
  * committed (a decoder may fill several rows per call); a row's pointer is
  * valid until its commit. sdw_image_resizer_free abandons a resize (NULL is
@@ -131,6 +133,9 @@ sdw_status sdw_image_resizer_new(int width, int height, const sdw_resize_options
                                  sdw_image_resizer **out);
 uint8_t *sdw_image_resizer_row(sdw_image_resizer *r, int y);
 void sdw_image_resizer_commit(sdw_image_resizer *r, int y);
+/* The source pixels the result depends on: columns [x0, x1), rows [y0, y1)
+ * (the whole image unless the resize is streamed and cropped). */
+void sdw_image_resizer_region(const sdw_image_resizer *r, int *x0, int *x1, int *y0, int *y1);
 sdw_status sdw_image_resizer_finish(sdw_image_resizer *r, sdw_image *out);
 void sdw_image_resizer_free(sdw_image_resizer *r);
 

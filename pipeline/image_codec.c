@@ -163,15 +163,38 @@ static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_lim
       goto done;
     }
   }
+  /* Only what the resize reads is decoded (RGB): libjpeg-turbo's
+   * jpeg_crop_scanline and jpeg_skip_scanlines leave the IDCT, upsampling
+   * and color conversion of the rest out (its entropy data is still read, so
+   * a truncated file is still refused). Fancy upsampling makes the two
+   * pixels at a crop edge differ from a full decode, so the decoded region
+   * has a margin of JPEG_MARGIN pixels around the needed one: the needed
+   * pixels are then exactly those of a full decode (checked on the test
+   * images and 200 benchmark photos, 4:2:0 / 4:2:2 / 4:4:4 / progressive). */
+  enum { JPEG_MARGIN = 8 };
+  int col0 = 0, y_end = h;
+  if (comps == 3) {
+    int rx0, rx1, ry0, ry1;
+    sdw_image_resizer_region(job->rs, &rx0, &rx1, &ry0, &ry1);
+    int cx0 = rx0 > JPEG_MARGIN ? rx0 - JPEG_MARGIN : 0;
+    int cx1 = rx1 + JPEG_MARGIN < w ? rx1 + JPEG_MARGIN : w;
+    if (cx0 > 0 || cx1 < w) {
+      JDIMENSION xo = (JDIMENSION)cx0, cw = (JDIMENSION)(cx1 - cx0);
+      jpeg_crop_scanline(&job->cinfo, &xo, &cw); /* widens to iMCU boundaries */
+      col0 = (int)xo;
+    }
+    if (ry0 > JPEG_MARGIN) jpeg_skip_scanlines(&job->cinfo, (JDIMENSION)(ry0 - JPEG_MARGIN));
+    if (ry1 + JPEG_MARGIN < h) y_end = ry1 + JPEG_MARGIN;
+  }
   /* RGB: a batch of rows per call straight into the resizer's rows (decode
    * and resize then alternate on data that stays in cache) */
-  while (job->cinfo.output_scanline < job->cinfo.output_height) {
+  while ((int)job->cinfo.output_scanline < y_end) {
     int y = (int)job->cinfo.output_scanline;
     JSAMPROW rows[SDW_IMAGE_RESIZER_BATCH];
     int n = comps == 3 ? SDW_IMAGE_RESIZER_BATCH : 1;
-    if (n > h - y) n = h - y;
+    if (n > y_end - y) n = y_end - y;
     for (int k = 0; k < n; k++)
-      rows[k] = comps == 3 ? sdw_image_resizer_row(job->rs, y + k) : job->row;
+      rows[k] = comps == 3 ? sdw_image_resizer_row(job->rs, y + k) + (size_t)col0 * 3 : job->row;
     int got = 0;
     while (got < n) {
       JDIMENSION r = jpeg_read_scanlines(&job->cinfo, rows + got, (JDIMENSION)(n - got));
@@ -193,6 +216,9 @@ static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_lim
     }
     if (got < n) break;
   }
+  /* the rest is not needed, but read (a truncated file is refused) */
+  if ((int)job->cinfo.output_scanline == y_end && y_end < h)
+    jpeg_skip_scanlines(&job->cinfo, (JDIMENSION)(h - y_end));
   job->err.reading_done = job->cinfo.output_scanline == job->cinfo.output_height;
   if (job->err.eof_warning || !job->err.reading_done) {
     st = sdw_fail(SDW_ERR_FORMAT, "truncated JPEG (%dx%d, data ends early)", w, h);

@@ -382,6 +382,7 @@ static void store_rgbx(const float *sum, int dw, uint8_t *d) {
  * pixels inside the window are exactly those of the full resize. */
 typedef struct area_stream {
   int sw, cw, K, y0;
+  int sx0, sx1;    /* the source columns the window reads: [sx0, sx1) */
   int *xstart;     /* [cw] first source pixel of each output pixel */
   v4f *xw;         /* [K * cw] tap-major weights */
   decimate *ytab;  /* the vertical table, entries of the window's rows only */
@@ -432,6 +433,9 @@ static sdw_status area_stream_init(area_stream *a, int sw, int sh, int dw, int d
   }
   free(xtab);
   xtab = NULL;
+  a->sx0 = a->xstart[0];
+  a->sx1 = a->xstart[cw - 1] + K;
+  if (a->sx1 > sw) a->sx1 = sw;
   /* keep the window's rows of the vertical table (still in source order) */
   int m = 0;
   for (int k = 0; k < ny; k++)
@@ -440,9 +444,9 @@ static sdw_status area_stream_init(area_stream *a, int sw, int sh, int dw, int d
   a->sw = sw, a->cw = cw, a->K = K, a->y0 = y0;
   a->hrow = a->src + sw + K;
   a->sum = (float *)(a->hrow + cw);
-  /* padding taps read past the row end with zero weight: make them zeros */
-  for (int x = sw; x < sw + K; x++)
-    a->src[x] = (v4f){0.f, 0.f, 0.f, 0.f};
+  /* padding taps read past the row end with zero weight: make them zeros
+   * (0 * NaN would not be 0); the whole row, so nothing read is undefined */
+  memset(a->src, 0, sizeof(v4f) * ((size_t)sw + K));
   memset(a->sum, 0, sizeof(float) * 4 * (size_t)cw);
   a->prev_dy = m > 0 ? a->ytab[0].di : y0;
   a->out = out;
@@ -467,7 +471,8 @@ static void area_stream_row(area_stream *a, int y, const uint8_t *row) {
   while (a->j < a->ny && a->ytab[a->j].si < y)
     a->j++; /* not pushed: cannot happen with rows in order */
   if (!area_stream_wants(a, y)) return;
-  row_to_rgbx(row, a->sw, a->src);
+  /* only the columns the window reads (a center crop leaves the rest) */
+  row_to_rgbx(row + (size_t)a->sx0 * CN, a->sx1 - a->sx0, a->src + a->sx0);
   area_hpass(a->src, a->cw, a->K, a->xstart, a->xw, a->hrow);
   const float *h = (const float *)a->hrow;
   float *sum = a->sum;
@@ -726,6 +731,14 @@ sdw_status sdw_image_resizer_new(int width, int height, const sdw_resize_options
 uint8_t *sdw_image_resizer_row(sdw_image_resizer *r, int y) {
   if (r->p.stream) return r->rows + (size_t)(y % SDW_IMAGE_RESIZER_BATCH) * r->width * CN;
   return r->full.pixels + (size_t)y * r->width * CN;
+}
+
+void sdw_image_resizer_region(const sdw_image_resizer *r, int *x0, int *x1, int *y0, int *y1) {
+  *x0 = 0, *x1 = r->width, *y0 = 0, *y1 = r->height;
+  if (r->p.stream && r->a.ny > 0) {
+    *x0 = r->a.sx0, *x1 = r->a.sx1;
+    *y0 = r->a.ytab[0].si, *y1 = r->a.ytab[r->a.ny - 1].si + 1;
+  }
 }
 
 void sdw_image_resizer_commit(sdw_image_resizer *r, int y) {
