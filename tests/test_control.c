@@ -584,3 +584,37 @@ SDW_TEST(control_handle_line_subscribe_flag) {
   CHECK(r && strstr(r, "\"ok\":false") != NULL);
   free(r);
 }
+
+SDW_TEST(control_call_times_out_on_a_silent_job) {
+  char path[512];
+  sock_path(path, sizeof path, "silent.sock");
+  sdw_control_server *s = NULL;
+  CHECK_OK(sdw_control_server_open(path, &s));
+  REQUIRE(s != NULL);
+  /* Nobody polls the server: the kernel accepts the connection into the
+   * backlog, but no reply ever comes. */
+  sdw_control_client *c = NULL;
+  CHECK_OK(sdw_control_connect(path, &c));
+  REQUIRE(c != NULL);
+  cJSON *req = cJSON_Parse("{\"cmd\":\"status\"}"), *r = NULL;
+  CHECK(sdw_control_call(c, req, 100, &r) == SDW_ERR_IO && r == NULL);
+  CHECK(strstr(sdw_last_error(), "did not answer") != NULL);
+  /* The late reply to the timed-out call is skipped by the next call. */
+  job j = {0};
+  for (int k = 0; k < 5; k++)
+    sdw_control_server_poll(s, 10, job_handler, &j);
+  CHECK(j.handled == 1);
+  pthread_t th;
+  j.server = s;
+  REQUIRE(pthread_create(&th, NULL, job_thread, &j) == 0);
+  r = NULL;
+  CHECK_OK(sdw_control_call(c, req, 3000, &r));
+  const cJSON *id = cJSON_GetObjectItem(r, "id");
+  CHECK(reply_ok(r) && id && id->valueint == 2); /* the second call's reply */
+  cJSON_Delete(r);
+  atomic_store(&j.stop, 1);
+  pthread_join(th, NULL);
+  cJSON_Delete(req);
+  sdw_control_client_close(c);
+  sdw_control_server_close(s);
+}
