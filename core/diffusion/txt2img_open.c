@@ -12,6 +12,8 @@
 #include "core/model/seed_checkpoint.h"
 #include "core/model/unet_ldm.h"
 #include "core/model/weights.h"
+#include "core/train/checkpoint.h"
+#include "core/train/train_config.h"
 
 static const char *const layout_names[] = {"UNet folder", "UNet weights file", "diffusers pipeline",
                                            "LDM single file", "PyTorch checkpoint"};
@@ -92,6 +94,10 @@ sdw_status sdw_txt2img_detect_layout(const char *path, sdw_txt2img_layout *out) 
     }
     if (join(buf, sizeof buf, path, "config.json") && is_file(buf)) {
       *out = SDW_TXT2IMG_LAYOUT_BUNDLE;
+      return SDW_OK;
+    }
+    if (join(buf, sizeof buf, path, "checkpoints/latest") && is_file(buf)) {
+      *out = SDW_TXT2IMG_LAYOUT_UNET_FILE; /* an sdw train run: its latest checkpoint */
       return SDW_OK;
     }
     return sdw_fail(SDW_ERR_NOT_FOUND,
@@ -205,6 +211,15 @@ static sdw_status open_unet(sdw_ctx *ctx, const char *model, sdw_txt2img_layout 
   }
   case SDW_TXT2IMG_LAYOUT_UNET_FILE: {
     char dir[4096], config[4096];
+    /* an sdw train run directory or checkpoint (core/train/checkpoint.h) */
+    if (sdw_checkpoint_resolve(model, config, sizeof config) == SDW_OK &&
+        sdw_checkpoint_is(config)) {
+      st = sdw_checkpoint_load_unet(s->unet, ctx, model, ema, NULL);
+      s->unet_ready = st == SDW_OK;
+      snprintf(s->hash_path, sizeof s->hash_path, "%s", config);
+      break;
+    }
+    sdw_clear_error();
     parent_dir(model, dir, sizeof dir);
     if (!join(config, sizeof config, dir, "config.json") || !is_file(config))
       return sdw_fail(SDW_ERR_NOT_FOUND,
@@ -266,6 +281,30 @@ static const char *ldm_part_config(const char *model, const char *component, cha
 /* Where a part comes from when the user did not say: the model folder's
  * <component>/ subfolder, the sibling folder when the model is a UNet folder
  * inside a diffusers pipeline, the pipeline itself, or the single file. */
+/* The text encoder or VAE an sdw train run used (its config.ini), for a run
+ * directory or a checkpoint in RUN/checkpoints/. */
+static bool run_part(const char *model, const char *component, char *buf, size_t size) {
+  char run[4096], ini[4200];
+  if (is_dir(model)) {
+    snprintf(run, sizeof run, "%s", model);
+  } else {
+    char ck[4096];
+    parent_dir(model, ck, sizeof ck);
+    parent_dir(ck, run, sizeof run);
+  }
+  if (!join(ini, sizeof ini, run, "config.ini") || !is_file(ini)) return false;
+  sdw_train_config *c = malloc(sizeof *c);
+  if (!c) return false;
+  sdw_train_config_defaults(c);
+  bool ok = sdw_train_config_load(c, ini) == SDW_OK;
+  const char *v = strcmp(component, "vae") == 0 ? c->vae : c->text_encoder;
+  ok = ok && v[0] && strcmp(v, "none") != 0;
+  if (ok) snprintf(buf, size, "%s", v);
+  free(c);
+  if (!ok) sdw_clear_error();
+  return ok;
+}
+
 static bool find_part(const char *model, sdw_txt2img_layout layout, const char *component,
                       char *buf, size_t size) {
   char dir[4096], index[4096];
@@ -283,6 +322,7 @@ static bool find_part(const char *model, sdw_txt2img_layout layout, const char *
     return join(index, sizeof index, dir, "model_index.json") && is_file(index) &&
            join(buf, size, dir, component) && is_dir(buf);
   default:
+    if (run_part(model, component, buf, size)) return true;
     parent_dir(model, dir, sizeof dir);
     return join(buf, size, dir, component) && is_dir(buf);
   }

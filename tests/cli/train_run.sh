@@ -15,7 +15,8 @@
 #    and timesteps, EMA weights) must fall every epoch and end < 0.5
 #    (measured 0.72 -> 0.34);
 #  - the same config twice gives the same bytes of weights (determinism);
-#  - --export-ema gives a UNet folder that sdw sample opens;
+#  - --export-ema gives a UNet folder that sdw sample opens, and sdw sample
+#    --model RUN (or a checkpoint) gives the same image (EMA), another with --no-ema;
 #  - usage errors: unknown key (names file:line), missing --run: status 2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -130,6 +131,20 @@ test "$(grep -c 'finished at step 64' "$R/events.log")" = 2
 "$SDW" sample --threads 1 --model "$tmp/ema" --text-encoder "$G/clip-text-tiny" --vae "$G/vae-tiny" \
   --width 16 --height 16 --steps 3 --prompt "class 1" --out "$tmp/s.png" 2>/dev/null
 [ -s "$tmp/s.png" ]
+# sdw sample straight from the run (its latest checkpoint; text encoder and VAE
+# from its config.ini): the EMA weights by default, the raw ones with --no-ema
+"$SDW" sample --threads 1 --model "$R" --width 16 --height 16 --steps 3 --prompt "class 1" \
+  --out "$tmp/run-ema.png" 2>/dev/null
+"$SDW" sample --threads 1 --model "$R/checkpoints/step-00000064.safetensors" --no-ema --width 16 \
+  --height 16 --steps 3 --prompt "class 1" --out "$tmp/run-raw.png" 2>/dev/null
+"$PY" - "$tmp/s.png" "$tmp/run-ema.png" "$tmp/run-raw.png" <<'EOF'
+import sys
+import numpy as np
+from PIL import Image
+exported, ema, raw = (np.asarray(Image.open(p)) for p in sys.argv[1:])
+assert (exported == ema).all(), "the run's EMA sample differs from the exported EMA weights'"
+assert not (ema == raw).all(), "--no-ema gave the EMA image"
+EOF
 
 # usage errors
 set +e
