@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "core/train/control.h"
+#include "tui/stage_images.h"
 #include "tui/termcaps.h"
 #include "tui/theme.h"
 #include "tui/view.h"
@@ -276,8 +277,11 @@ typedef struct app {
   bool braille_ok; /* the terminal's font is expected to have braille */
   attr_t attrs[SDW_ROLE_COUNT];
   short pairs[SDW_ROLE_COUNT];
-  sdw_tui_rect image_rect; /* where the preview image is drawn now (w = 0: nowhere) */
-  bool image_damaged;
+  /* Images drawn outside curses: 0 the preview panel's, 1 a stage's sample
+   * in the pipeline report. Where each is now (w = 0: nowhere), and whether
+   * curses wrote over it (or it changed) since it was last drawn. */
+  sdw_tui_rect image_rect[2];
+  bool image_damaged[2];
 } app;
 
 static attr_t to_curses_attrs(unsigned a) {
@@ -321,9 +325,10 @@ static uint32_t ascii_standin(uint32_t ch, bool braille_ok, bool ascii) {
 
 static void emit_cell(void *user, int x, int y, sdw_tui_cell c) {
   app *a = user;
-  if (x >= a->image_rect.x && x < a->image_rect.x + a->image_rect.w && y >= a->image_rect.y &&
-      y < a->image_rect.y + a->image_rect.h)
-    a->image_damaged = true;
+  for (int i = 0; i < 2; i++) {
+    sdw_tui_rect r = a->image_rect[i];
+    if (x >= r.x && x < r.x + r.w && y >= r.y && y < r.y + r.h) a->image_damaged[i] = true;
+  }
   if (c.ch == SDW_TUI_WIDE_TAIL) return; /* written with its head */
   uint8_t role = c.style < SDW_ROLE_COUNT ? c.style : 0;
   wchar_t wc[2] = {(wchar_t)ascii_standin(c.ch, a->braille_ok, a->ascii), 0};
@@ -368,6 +373,8 @@ typedef struct state {
   sdw_tui_view view;
   sdw_tui_devices devices;
   sdw_preview preview;
+  sdw_preview stage_pv; /* a stage's sample image (pipeline report) */
+  char stage_key[160];  /* what stage_pv shows: stage/index/manifest time */
   sdw_termcaps caps;
   sdw_tui_grid cur, prev;
   app out;
@@ -468,7 +475,7 @@ static void do_action(state *s, sdw_tui_action act) {
   case SDW_ACT_DETACH: s->running = false; return;
   case SDW_ACT_REDRAW:
     clearok(curscr, TRUE);
-    s->out.image_damaged = true;
+    s->out.image_damaged[0] = s->out.image_damaged[1] = true;
     return;
   case SDW_ACT_RESIZE: return; /* the frame is redrawn at the new size anyway */
   default: sdw_tui_view_apply(&s->view, act, &s->model); return;
@@ -530,50 +537,103 @@ static void refresh_preview(state *s) {
   if (sdw_preview_load_png(&s->preview, img) == SDW_OK) {
     snprintf(s->view.preview_path, sizeof s->view.preview_path, "%s", img);
     s->view.preview = &s->preview;
-    s->out.image_damaged = true;
+    s->out.image_damaged[0] = s->out.image_damaged[1] = true;
   }
   /* A PNG still being written fails to decode: tried again when it changes. */
+}
+
+static void emit_image(const sdw_preview *pv, sdw_preview_mode mode, sdw_tui_rect r,
+                       const sdw_termcaps *caps) {
+  sdw_preview *p = (sdw_preview *)pv; /* render caches into the preview */
+  if (sdw_preview_render(p, mode, r.w, r.h, caps->cell_w, caps->cell_h) != SDW_OK) return;
+  char *bytes = NULL;
+  size_t n = 0;
+  if (sdw_preview_emit(p, r.y, r.x, &bytes, &n) == SDW_OK) {
+    size_t off = 0;
+    while (off < n) {
+      ssize_t k = write(STDOUT_FILENO, bytes + off, n - off);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) break;
+      off += (size_t)k;
+    }
+  }
+  free(bytes);
+}
+
+/* The selected stage's sample image for the report, decoded when the stage,
+ * the index or its manifest changed. */
+static void refresh_stage_image(state *s) {
+  sdw_tui_view *v = &s->view;
+  if (!v->stage_report || v->focus != SDW_PANEL_PIPELINE) return;
+  const char *name = sdw_tui_pipeline_selected(v, &s->model);
+  const sdw_run_stage *st = NULL;
+  for (int i = 0; name && i < s->model.stage_count; i++)
+    if (strcmp(s->model.stages[i].name, name) == 0) st = &s->model.stages[i];
+  char key[sizeof s->stage_key];
+  snprintf(key, sizeof key, "%.64s/%d/%.6f/%.6f", name ? name : "", v->stage_image,
+           st ? st->updated_at : 0.0, st ? st->finished_at : 0.0);
+  if (strcmp(key, s->stage_key) == 0) return;
+  snprintf(s->stage_key, sizeof s->stage_key, "%s", key);
+  v->stage_preview = NULL;
+  s->out.image_damaged[1] = true;
+  if (!st || !st->manifest) {
+    snprintf(v->stage_image_label, sizeof v->stage_image_label, "no images: %s has not run",
+             name ? name : "the stage");
+    return;
+  }
+  sdw_image img = {0};
+  char label[512];
+  if (sdw_tui_stage_image(s->model.data_dir, st->manifest, v->stage_image, &img, label,
+                          sizeof label) != SDW_OK) {
+    snprintf(v->stage_image_label, sizeof v->stage_image_label, "%s", sdw_last_error());
+    if (v->stage_image > 0) {
+      /* Past the last image: stay on the last one. */
+      v->stage_image--;
+      s->stage_key[0] = 0;
+      refresh_stage_image(s);
+    }
+    return;
+  }
+  if (sdw_preview_set_pixels(&s->stage_pv, img.pixels, img.width, img.height, 3) == SDW_OK) {
+    v->stage_preview = &s->stage_pv;
+    const char *base = strrchr(label, '/');
+    snprintf(v->stage_image_label, sizeof v->stage_image_label, "%.400s %dx%d",
+             base ? base + 1 : label, img.width, img.height);
+  }
+  sdw_image_free(&img);
 }
 
 static void draw_frame(state *s) {
   int w = COLS, h = LINES;
   if (s->cur.w != w || s->cur.h != h) sdw_tui_grid_resize(&s->cur, w, h);
+  refresh_stage_image(s);
   sdw_tui_view_draw(&s->cur, &s->view, &s->model, now_s());
-  /* Where the image goes this frame (none under an overlay or in text mode). */
+  /* Where the images go this frame (none under an overlay or in text mode). */
   sdw_tui_layout l = sdw_tui_layout_compute(w, h, s->view.enabled, s->view.focus);
-  sdw_tui_rect img = {0, 0, 0, 0};
-  if (s->view.preview && s->view.preview_mode != SDW_PREVIEW_TEXT &&
-      s->view.overlay == SDW_OVERLAY_NONE)
-    img = sdw_panel_preview_image_rect(l.panel[SDW_PANEL_PREVIEW]);
-  sdw_tui_rect old = s->out.image_rect;
-  bool moved = old.x != img.x || old.y != img.y || old.w != img.w || old.h != img.h;
-  if (moved && old.w > 0 && old.h > 0 && old.y < h) {
-    /* The terminal still shows the old image there; curses does not know. */
-    wredrawln(stdscr, old.y, old.y + old.h <= h ? old.h : h - old.y);
+  sdw_tui_rect img[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};
+  const sdw_preview *pv[2] = {s->view.preview, s->view.stage_preview};
+  bool images_on = s->view.preview_mode != SDW_PREVIEW_TEXT && s->view.overlay == SDW_OVERLAY_NONE;
+  if (images_on && pv[0]) img[0] = sdw_panel_preview_image_rect(l.panel[SDW_PANEL_PREVIEW]);
+  if (images_on && pv[1])
+    img[1] = sdw_panel_pipeline_image_rect(l.panel[SDW_PANEL_PIPELINE], &s->view);
+  for (int i = 0; i < 2; i++) {
+    sdw_tui_rect old = s->out.image_rect[i];
+    bool moved = old.x != img[i].x || old.y != img[i].y || old.w != img[i].w || old.h != img[i].h;
+    if (moved && old.w > 0 && old.h > 0 && old.y < h) {
+      /* The terminal still shows the old image there; curses does not know. */
+      wredrawln(stdscr, old.y, old.y + old.h <= h ? old.h : h - old.y);
+    }
+    s->out.image_rect[i] = img[i];
+    if (moved) s->out.image_damaged[i] = true;
   }
-  s->out.image_rect = img;
-  if (moved) s->out.image_damaged = true;
   sdw_tui_grid_diff(&s->prev, &s->cur, emit_cell, &s->out);
   sdw_tui_grid_copy(&s->prev, &s->cur);
   wnoutrefresh(stdscr);
   doupdate();
-  if (img.w > 0 && img.h > 0 && s->out.image_damaged) {
-    if (sdw_preview_render(&s->preview, s->view.preview_mode, img.w, img.h, s->caps.cell_w,
-                           s->caps.cell_h) == SDW_OK) {
-      char *bytes = NULL;
-      size_t n = 0;
-      if (sdw_preview_emit(&s->preview, img.y, img.x, &bytes, &n) == SDW_OK) {
-        size_t off = 0;
-        while (off < n) {
-          ssize_t k = write(STDOUT_FILENO, bytes + off, n - off);
-          if (k < 0 && errno == EINTR) continue;
-          if (k <= 0) break;
-          off += (size_t)k;
-        }
-      }
-      free(bytes);
-    }
-    s->out.image_damaged = false;
+  for (int i = 0; i < 2; i++) {
+    if (img[i].w > 0 && img[i].h > 0 && s->out.image_damaged[i])
+      emit_image(pv[i], s->view.preview_mode, img[i], &s->caps);
+    s->out.image_damaged[i] = false;
   }
 }
 
@@ -703,6 +763,7 @@ int sdw_tui_run(const sdw_tui_options *o) {
   sdw_tui_devices_init(&s->devices, NULL);
   s->view.devices = &s->devices;
   sdw_preview_init(&s->preview);
+  sdw_preview_init(&s->stage_pv);
 
   sdw_termcaps_from_env(&s->caps);
   uint8_t typed[256];
@@ -766,7 +827,7 @@ int sdw_tui_run(const sdw_tui_options *o) {
       keys++;
       if (key == SDW_KEY_RESIZE) {
         clearok(curscr, TRUE);
-        s->out.image_damaged = true;
+        s->out.image_damaged[0] = s->out.image_damaged[1] = true;
       }
       if (key >= 0) handle_key(s, key);
       if (!s->running) break;
@@ -784,6 +845,7 @@ int sdw_tui_run(const sdw_tui_options *o) {
   if (s->exit_note[0]) fprintf(stderr, "sdw: %s\n", s->exit_note);
   sdw_control_client_close(s->client);
   sdw_preview_free(&s->preview);
+  sdw_preview_free(&s->stage_pv);
   sdw_tui_devices_free(&s->devices);
   sdw_tui_view_free(&s->view);
   sdw_run_model_free(&s->model);

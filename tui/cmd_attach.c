@@ -1,6 +1,7 @@
 /* `sdw attach [RUN]`: the workbench on a run directory (or, without RUN,
  * on the current directory: a run found there and the pipeline's data). */
 #include <dirent.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,11 @@ int sdw_cmd_attach(int argc, char **argv) {
             run ? run : "RUN");
     return 1;
   }
+  /* Absolute paths: the title names them, and stages started with r get a
+   * --data that does not depend on the viewer's directory. */
+  char run_abs[PATH_MAX], data_abs[PATH_MAX];
+  if (run && realpath(run, run_abs)) run = run_abs;
+  if (data && realpath(data, data_abs)) data = data_abs;
   sdw_tui_options o = {
       .run_dir = run,
       .data_dir = data,

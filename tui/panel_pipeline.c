@@ -318,6 +318,13 @@ static int report_lines(const sdw_run_stage *s, const char *name, const sdw_run_
   return n;
 }
 
+sdw_tui_rect sdw_panel_pipeline_image_rect(sdw_tui_rect panel, const sdw_tui_view *v) {
+  sdw_tui_rect in = panel.w >= 4 && panel.h >= 3 ? sdw_tui_rect_inner(panel) : panel;
+  if (!v->stage_report || in.w < 60 || in.h < 6) return (sdw_tui_rect){in.x, in.y, 0, 0};
+  int w = in.w * 2 / 5;
+  return (sdw_tui_rect){in.x + in.w - w, in.y + 1, w, in.h - 1};
+}
+
 void sdw_panel_pipeline_draw(sdw_tui_grid *g, sdw_tui_rect r, const sdw_tui_view *v,
                              const sdw_run_model *m, double now, bool focused) {
   const char *sel = sdw_tui_pipeline_selected(v, m);
@@ -344,8 +351,26 @@ void sdw_panel_pipeline_draw(sdw_tui_grid *g, sdw_tui_rect r, const sdw_tui_view
   int n = report_lines(s, sel, m, lines, MAXL);
   int first = v->report_scroll > n - 1 ? n - 1 : v->report_scroll;
   if (first < 0) first = 0;
+  /* The sample image (drawn by the app) takes the right part when there is
+   * room; its caption goes on the first row above it. */
+  sdw_tui_rect img = sdw_panel_pipeline_image_rect(r, v);
+  int text_w = in.w - 2;
+  if (img.w > 0) {
+    text_w = img.x - in.x - 2;
+    char caption[600];
+    if (v->stage_preview)
+      snprintf(caption, sizeof caption, "image %d: %s (Left/Right)", v->stage_image + 1,
+               v->stage_image_label);
+    else
+      snprintf(caption, sizeof caption, "%s",
+               v->stage_image_label[0] ? v->stage_image_label : "no images");
+    sdw_tui_grid_text(g, in, img.x, in.y, img.w, SDW_ROLE_DIM, caption);
+    if (v->stage_preview && v->preview_mode == SDW_PREVIEW_TEXT)
+      sdw_tui_grid_printf(g, in, img.x, img.y + 1, img.w, SDW_ROLE_DIM, "%dx%d (no colour here)",
+                          v->stage_preview->width, v->stage_preview->height);
+  }
   for (int i = first, y = in.y; i < n && y < in.y + in.h; i++, y++)
-    sdw_tui_grid_text(g, in, in.x + 1, y, in.w - 2,
+    sdw_tui_grid_text(g, in, in.x + 1, y, text_w,
                       strncmp(lines[i], "message", 7) == 0 && s && strcmp(s->state, "failed") == 0
                           ? SDW_ROLE_ERROR
                           : SDW_ROLE_NORMAL,

@@ -120,11 +120,18 @@ bool sdw_tui_view_apply(sdw_tui_view *v, sdw_tui_action a, const sdw_run_model *
   case SDW_ACT_HOME: scroll(v, m, -1000000); return true;
   case SDW_ACT_END: scroll(v, m, 1000000); return true;
   case SDW_ACT_LEFT:
-  case SDW_ACT_RIGHT: return true;
+  case SDW_ACT_RIGHT:
+    /* In a stage's report: the previous / next sample image. */
+    if (v->focus == SDW_PANEL_PIPELINE && v->stage_report) {
+      v->stage_image += a == SDW_ACT_RIGHT ? 1 : -1;
+      if (v->stage_image < 0) v->stage_image = 0;
+    }
+    return true;
   case SDW_ACT_SELECT:
     if (v->focus == SDW_PANEL_PIPELINE && sdw_tui_pipeline_selected(v, m)) {
       v->stage_report = !v->stage_report;
       v->report_scroll = 0;
+      v->stage_image = 0;
     }
     return true;
   case SDW_ACT_BACK:
@@ -292,13 +299,22 @@ static sdw_tui_rect centered(sdw_tui_rect area, int w, int h) {
   return (sdw_tui_rect){area.x + (area.w - w) / 2, area.y + (area.h - h) / 2, w, h};
 }
 
+/* Blanks b and a one-cell margin around it (inside area), so the panel
+ * underneath does not run up against a dialog's border. */
+static void clear_around(sdw_tui_grid *g, sdw_tui_rect area, sdw_tui_rect b) {
+  int x0 = b.x - 1 < area.x ? area.x : b.x - 1, y0 = b.y - 1 < area.y ? area.y : b.y - 1;
+  int x1 = b.x + b.w + 1 > area.x + area.w ? area.x + area.w : b.x + b.w + 1;
+  int y1 = b.y + b.h + 1 > area.y + area.h ? area.y + area.h : b.y + b.h + 1;
+  sdw_tui_grid_fill(g, (sdw_tui_rect){x0, y0, x1 - x0, y1 - y0}, ' ', SDW_ROLE_NORMAL);
+}
+
 static void draw_help(sdw_tui_grid *g, sdw_tui_rect area) {
   int rows = 0;
   while (sdw_tui_key_table[rows].keys)
     rows++;
   sdw_tui_rect b = centered(area, 80, rows + 4);
   if (b.w < 10 || b.h < 3) return;
-  sdw_tui_grid_fill(g, b, ' ', SDW_ROLE_NORMAL);
+  clear_around(g, area, b);
   sdw_tui_grid_box(g, b, "keys (any key closes)", SDW_ROLE_BORDER_FOCUS, SDW_ROLE_TITLE);
   sdw_tui_rect in = sdw_tui_rect_inner(b);
   for (int i = 0; i < rows && i + 1 < in.h; i++) {
@@ -311,7 +327,7 @@ static void draw_help(sdw_tui_grid *g, sdw_tui_rect area) {
 static void draw_confirm(sdw_tui_grid *g, sdw_tui_rect area) {
   sdw_tui_rect b = centered(area, 44, 5);
   if (b.w < 10 || b.h < 3) return;
-  sdw_tui_grid_fill(g, b, ' ', SDW_ROLE_NORMAL);
+  clear_around(g, area, b);
   sdw_tui_grid_box(g, b, "stop the run?", SDW_ROLE_ERROR, SDW_ROLE_ERROR);
   sdw_tui_rect in = sdw_tui_rect_inner(b);
   sdw_tui_grid_text(g, in, in.x + 1, in.y + in.h / 2, in.w - 2, SDW_ROLE_NORMAL,
@@ -325,7 +341,7 @@ static void draw_form(sdw_tui_grid *g, sdw_tui_rect area, const sdw_tui_sample_f
     b = area; /* tiny terminal: the whole body */
     if (b.w < 4 || b.h < 1) return;
   }
-  sdw_tui_grid_fill(g, b, ' ', SDW_ROLE_NORMAL);
+  clear_around(g, area, b);
   sdw_tui_grid_box(g, b, "sample (Enter: send, Esc: cancel, Tab: next field)",
                    SDW_ROLE_BORDER_FOCUS, SDW_ROLE_TITLE);
   sdw_tui_rect in = sdw_tui_rect_inner(b);

@@ -74,7 +74,10 @@ typedef struct sdw_tui_view {
   const sdw_tui_devices *devices; /* borrowed; NULL: the panel says "not sampled" */
   const sdw_preview *preview;     /* borrowed; the loaded image or NULL */
   sdw_preview_mode preview_mode;
-  char preview_path[1024]; /* the file the preview shows ("" none) */
+  char preview_path[1024];          /* the file the preview shows ("" none) */
+  int stage_image;                  /* which sample image in a stage's report (Left/Right) */
+  const sdw_preview *stage_preview; /* borrowed: that image decoded, or NULL */
+  char stage_image_label[512];      /* its name, or why there is none */
 } sdw_tui_view;
 
 /* The smoothing weights (0, 0.3, 0.6, 0.8, 0.9, 0.95, 0.98, 0.99) and the
@@ -120,6 +123,10 @@ int sdw_tui_pipeline_rows(const sdw_run_model *m, const char **names, const sdw_
                           int max);
 /* The selected stage's name (NULL when there is none). */
 const char *sdw_tui_pipeline_selected(const sdw_tui_view *v, const sdw_run_model *m);
+/* Where a stage's sample image goes in the pipeline panel's report (the
+ * right part of the panel below a caption line); w = h = 0 when the report
+ * is not open or the panel is too small. */
+sdw_tui_rect sdw_panel_pipeline_image_rect(sdw_tui_rect panel, const sdw_tui_view *v);
 /* Where the preview image goes (inside the preview panel's border, below its
  * caption line); w = h = 0 when the panel is not shown. */
 sdw_tui_rect sdw_panel_preview_image_rect(sdw_tui_rect panel);

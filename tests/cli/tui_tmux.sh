@@ -196,11 +196,18 @@ wait_for 10 screen_has "running" || fail "the pipeline panel does not follow the
 stage_pid=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["pid"])' \
   "$tmp/data/manifests/emoji.json")
 echo "$stage_pid" >"$tmp/stage.pid"
+emoji_in() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["in"])' \
+  "$tmp/data/manifests/emoji.json"; }
+stage_has_images() { [ "$(emoji_in)" -ge 3 ]; }
+wait_for 60 stage_has_images || fail "the emoji stage makes no progress"
 shot 80x24-pipeline-running
 kill -TERM "$stage_pid" 2>/dev/null || true
 wait_for 30 screen_has "interrupted" || screen_has "dead" || fail "stage end not shown"
 T send-keys -t ui Enter
 wait_for 10 screen_has "emoji report" || fail "stage report"
+wait_for 10 screen_has "image 1: " || fail "no sample image of the stage in its report"
+T send-keys -t ui Right
+wait_for 10 screen_has "image 2: " || fail "Right does not show the next image"
 shot 80x24-pipeline-report
 T send-keys -t ui Escape
 
