@@ -8,6 +8,7 @@ const sdw_tui_key_help sdw_tui_key_table[] = {
     {"Tab 1-5", "switch panel (Pipeline Curves Devices Preview Log)"},
     {"arrows PgUp/PgDn", "scroll / select"},
     {"Enter", "pipeline: the selected stage's report"},
+    {"Left Right", "pipeline report: previous / next sample image"},
     {"r", "pipeline: run the selected stage"},
     {"l", "curves: log scale on / off"},
     {"+ -", "curves: more / less smoothing"},
