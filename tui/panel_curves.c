@@ -39,6 +39,9 @@ static void draw_chart(sdw_tui_grid *g, sdw_tui_rect r, const chart *c, const sd
     sdw_plot_format(last_finite(c->smooth, s->n), sm_s, sizeof sm_s);
     hx += sdw_tui_grid_printf(g, r, hx, r.y, r.x + r.w - hx, SDW_ROLE_CURVE_SMOOTH,
                               "  smoothed %s (%.2f)", sm_s, sdw_tui_smoothing(v->smooth_level));
+    if (m->skipped_steps > 0)
+      hx += sdw_tui_grid_printf(g, r, hx, r.y, r.x + r.w - hx, SDW_ROLE_WARN, "  %lld skipped",
+                                (long long)m->skipped_steps);
     if (c->smooth && m->val.n > 0)
       hx += sdw_tui_grid_printf(g, r, hx, r.y, r.x + r.w - hx, SDW_ROLE_CURVE_OTHER, "  val %.4f",
                                 m->val.val_loss[m->val.n - 1]);

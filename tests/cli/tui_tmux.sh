@@ -245,6 +245,18 @@ for env in TERM=screen TERM=tmux-256color TERM=linux "TERM=xterm-256color NO_COL
   wait_for 10 test -s "$tmp/exit" || fail "q did not exit with $env"
 done
 
+# --- two viewers at once ----------------------------------------------------------------
+attach TERM=screen
+T new-session -d -s ui2 -x 100 -y 30 "$SDW attach $R; echo \$? >$tmp/exit2; sleep 600"
+wait_for 15 screen_has "RUNNING" || fail "first of two viewers"
+ui2_has() { T capture-pane -p -t ui2 | grep -F -- "$1" >/dev/null; }
+wait_for 15 ui2_has "RUNNING" || fail "second of two viewers"
+T send-keys -t ui2 q
+wait_for 10 test -s "$tmp/exit2" || fail "q did not exit the second viewer"
+screen_has "RUNNING" || fail "the first viewer did not survive the second's exit"
+T send-keys -t ui q
+wait_for 10 test -s "$tmp/exit" || fail "q did not exit the first viewer"
+
 # --- plain `sdw` at a terminal opens the workbench on the current directory -------------
 rm -f "$tmp/exit"
 T kill-session -t ui 2>/dev/null || true
