@@ -13,7 +13,8 @@
 #    kills land inside a checkpoint write), 20 times: every time, latest names
 #    a checkpoint whose SHA-256 metadata an independent reader (Python)
 #    verifies, no temporary is left behind after the next run, and the
-#    next run resumes from it.
+#    next run resumes from it; then 10 kills aimed inside checkpoint writes
+#    (SIGKILL the moment the job's temporary appears), the same checks.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=$PWD/tests/data/goldens
@@ -173,6 +174,46 @@ for i in $(seq 1 20); do
 done
 echo "kill -9 during a run checkpointing every step: $ok/20 left a valid latest ($torn inside a write)"
 test "$ok" = 20
+# and 10 more kills aimed inside writes: the moment a checkpoint temporary of
+# the job appears in checkpoints/, SIGKILL
+"$PY" - "$SDW" "$tmp/c.ini" "$tmp/k" <<'EOF'
+import hashlib, json, os, signal, struct, subprocess, sys, time
+sdw, ini, run = sys.argv[1:]
+
+def verify(path):  # the checkpoint's SHA-256 metadata against its tensors
+    data = open(path, "rb").read()
+    n = struct.unpack("<Q", data[:8])[0]
+    hdr = json.loads(data[8:8 + n])
+    meta = hdr.pop("__metadata__")
+    for s in ("model", "ema", "adam_m", "adam_v"):
+        h = hashlib.sha256()
+        for (b, e), k in sorted((v["data_offsets"], k) for k, v in hdr.items()
+                                if k.startswith(s + ".")):
+            h.update(data[8 + n + b:8 + n + e])
+        assert h.hexdigest() == meta["sha256." + s], f"{path}: {s} hash mismatch"
+
+ck = os.path.join(run, "checkpoints")
+hits = 0
+for i in range(10):
+    p = subprocess.Popen([sdw, "train", "--config", ini, "--run", run, "--quiet", "--set",
+                          "save_steps=1", "--set", "keep_last=2", "--set", "epochs=100"],
+                         stderr=subprocess.DEVNULL)
+    tag = f".tmp.{p.pid}"
+    deadline = time.time() + 60
+    while time.time() < deadline and p.poll() is None:
+        if any(n.endswith(tag) and n.startswith(".step-") for n in os.listdir(ck)):
+            os.kill(p.pid, signal.SIGKILL)
+            hits += 1
+            break
+    if p.poll() is None:
+        os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    with open(os.path.join(ck, "latest")) as f:
+        name = f.read().strip()
+    verify(os.path.join(ck, name))
+print(f"kill -9 on seeing a checkpoint temporary: {hits}/10 kills inside a write")
+assert hits >= 8, hits
+EOF
 # the run resumes from it, and prunes the dead writers' temporaries
 steps_before=$(sed 's/step-0*\([0-9]*\).*/\1/' "$tmp/k/checkpoints/latest")
 "$SDW" train --run "$tmp/k" --quiet --set max_steps=$((steps_before + 2)) 2>/dev/null
