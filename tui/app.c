@@ -852,5 +852,7 @@ int sdw_tui_run(const sdw_tui_options *o) {
   sdw_tui_grid_free(&s->cur);
   sdw_tui_grid_free(&s->prev);
   free(s);
-  return 0;
+  /* A signal that ended the viewer shows in the status, as the shell's
+   * convention has it (SIGINT 130, SIGTERM 143, SIGHUP 129). */
+  return quit_signal ? 128 + quit_signal : 0;
 }

@@ -32,6 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 export LANG=C.UTF-8 LC_ALL=C.UTF-8
+ulimit -c 0 # the SIGSEGV check below must not leave a core file
 
 "$PY" tools/make_latent_store.py "$tmp/store" --count 64 >/dev/null
 mkdir -p "$tmp/data"
@@ -275,6 +276,24 @@ rc=0
 rc=0
 "$SDW" attach --panel nope "$R" 2>/dev/null || rc=$?
 [ $rc = 2 ] || fail "attach --panel nope: status $rc"
+
+# --- the terminal is restored after a signal or a crash ----------------------------------
+viewer_pid() { pgrep -P "$(T display -p -t ui '#{pane_pid}')" | head -n1; }
+for sig in TERM SEGV; do
+  attach TERM=screen
+  wait_for 15 screen_has "RUNNING" || fail "no screen before SIG$sig"
+  [ "$(T display -p -t ui '#{alternate_on}')" = 1 ] || fail "the viewer is not on the alternate screen"
+  vp=$(viewer_pid)
+  [ -n "$vp" ] || fail "no viewer process"
+  kill -"$sig" "$vp"
+  wait_for 10 test -s "$tmp/exit" || fail "SIG$sig did not end the viewer"
+  [ "$(T display -p -t ui '#{alternate_on}')" = 0 ] || fail "alternate screen left on after SIG$sig"
+  [ "$(T display -p -t ui '#{cursor_flag}')" = 1 ] || fail "cursor left hidden after SIG$sig"
+  want=143
+  [ $sig = TERM ] || want=139
+  [ "$(cat "$tmp/exit")" = $want ] || fail "exit status $(cat "$tmp/exit") after SIG$sig"
+done
+kill -0 "$job_pid" || fail "the job died with a viewer's signal"
 
 # --- a job that died: the viewer says so and keeps the last state -----------------------
 D=$tmp/dead
