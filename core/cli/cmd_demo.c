@@ -1,0 +1,636 @@
+/* `sdw demo`: the whole product on the CPU in minutes (issue 9).
+ *
+ *   DIR/data            the data directory: the pipeline stages run on the
+ *                       emoji set (emoji -> filter -> download from a
+ *                       loopback HTTP server -> preprocess -> build ->
+ *                       encode --vae pixels), each as `sdw pipeline STAGE`
+ *                       in a child process, with progress lines; skipped
+ *                       when DIR/data/latents/train is complete
+ *   DIR/text_encoder    the frozen text encoder: a tiny CLIP made from a
+ *                       seed (core/model/clip_init.h), no download
+ *   DIR/run             the training run: `sdw train --detach` with
+ *                       assets/demo/train.ini and assets/demo/unet.json;
+ *                       when DIR/run has a config.ini the run continues
+ *   DIR/run/samples/demo-step-N.png  previews of the demo prompts, made
+ *                       by the demo from every new checkpoint (the model
+ *                       is pixel space: no VAE is needed to look at it)
+ *
+ * Then the workbench (`sdw attach DIR/run`, the previews made by a
+ * background child) or, with --headless, progress lines for --minutes of
+ * training, a stop (SIGTERM: the trainer checkpoints first), the grid of
+ * the demo prompts (DIR/demo-grid.png) and `sdw eval` (DIR/eval.json). */
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <omp.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "core/base/fsutil.h"
+#include "core/base/parse.h"
+#include "core/cli/cli.h"
+#include "core/cli/demo_model.h"
+#include "core/model/clip_init.h"
+#include "pipeline/http_serve.h"
+
+extern char **environ;
+
+/* The demo prompts (issue 9): what the previews and the final grid show. */
+static const char *const demo_prompts[] = {"red apple", "rocket", "cat face", "pizza", "red heart"};
+enum { DEMO_PROMPTS = 5 };
+
+typedef struct demo_options {
+  const char *dir;
+  bool headless, all_emoji, eval;
+  double minutes;
+  int64_t steps, limit, eval_count, eval_steps, preview_steps;
+} demo_options;
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: sdw demo [--dir DIR] [--headless [--minutes M]] [options]\n"
+             "\n"
+             "The whole of sdw on this machine's CPU: builds a captioned data set from the\n"
+             "Noto Color Emoji font with the pipeline stages, trains a small pixel-space\n"
+             "text-to-image model on it and opens the workbench on the run (q detaches; the\n"
+             "training goes on). Running it again continues the run.\n"
+             "\n"
+             "  --dir DIR            where data, text encoder and run go (default ./demo)\n"
+             "  --headless           no workbench: progress lines for --minutes of training,\n"
+             "                       then stop, the sample grid DIR/demo-grid.png and the\n"
+             "                       retrieval report DIR/eval.json\n"
+             "  --minutes M          training time of --headless (default 10)\n"
+             "  --steps N            stop training after N optimizer steps in all\n"
+             "  --all-emoji          also the multi-code-point emoji (3655 instead of 1377)\n"
+             "  --limit N            at most N emoji (a quick look; default all)\n"
+             "  --preview-steps S    DDIM steps of the previews and the grid (default 25)\n"
+             "  --eval-count N       captions of the retrieval report (default 100)\n"
+             "  --eval-steps S       DDIM steps of the report's images (default 25)\n"
+             "  --no-eval            skip the report\n"
+             "  --help               this text\n");
+}
+
+static int parse_options(int argc, char **argv, demo_options *o) {
+  memset(o, 0, sizeof *o);
+  o->dir = "demo";
+  o->minutes = 10;
+  o->eval = true;
+  o->eval_count = 100;
+  o->eval_steps = 25;
+  o->preview_steps = 25;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
+    if (strcmp(a, "--headless") == 0) {
+      o->headless = true;
+      continue;
+    }
+    if (strcmp(a, "--all-emoji") == 0) {
+      o->all_emoji = true;
+      continue;
+    }
+    if (strcmp(a, "--no-eval") == 0) {
+      o->eval = false;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "sdw: demo: %s needs a value (or is unknown; see --help)\n", a);
+      return 2;
+    }
+    const char *v = argv[++i];
+    bool ok = true;
+    if (strcmp(a, "--dir") == 0)
+      o->dir = v;
+    else if (strcmp(a, "--minutes") == 0)
+      ok = sdw_parse_double(v, 0, 1e6, &o->minutes);
+    else if (strcmp(a, "--steps") == 0)
+      ok = sdw_parse_i64(v, 1, INT64_MAX, &o->steps);
+    else if (strcmp(a, "--limit") == 0)
+      ok = sdw_parse_i64(v, 1, INT64_MAX, &o->limit);
+    else if (strcmp(a, "--eval-count") == 0)
+      ok = sdw_parse_i64(v, 1, 1000000, &o->eval_count);
+    else if (strcmp(a, "--eval-steps") == 0)
+      ok = sdw_parse_i64(v, 1, 1000, &o->eval_steps);
+    else if (strcmp(a, "--preview-steps") == 0)
+      ok = sdw_parse_i64(v, 1, 1000, &o->preview_steps);
+    else {
+      fprintf(stderr, "sdw: demo: unknown option %s (see --help)\n", a);
+      return 2;
+    }
+    if (!ok) {
+      fprintf(stderr, "sdw: demo: bad value for %s: %s\n", a, v);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+/* --- helpers ------------------------------------------------------------------------------ */
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+  time_t t = time(NULL);
+  struct tm tm;
+  localtime_r(&t, &tm);
+  printf("demo %02d:%02d:%02d ", tm.tm_hour, tm.tm_min, tm.tm_sec);
+  va_list ap;
+  va_start(ap, fmt);
+  vprintf(fmt, ap);
+  va_end(ap);
+  printf("\n");
+  fflush(stdout);
+}
+
+static bool exists(const char *path) {
+  struct stat sb;
+  return stat(path, &sb) == 0;
+}
+
+/* Runs this sdw binary with argv (NULL-terminated, argv[0] ignored) and
+ * waits: the exit status, or -1 when it could not start. */
+static int run_sdw(char **argv) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return -1;
+  exe[n] = '\0';
+  argv[0] = exe;
+  pid_t pid;
+  fflush(stdout);
+  fflush(stderr);
+  if (posix_spawn(&pid, exe, NULL, NULL, argv, environ) != 0) return -1;
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0)
+    if (errno != EINTR) return -1;
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  return 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+}
+
+/* The assets folder (the one holding clip/ with the vocabulary). */
+static sdw_status find_assets(char *buf, size_t size) {
+  char vocab[PATH_MAX - 16];
+  SDW_TRY(sdw_tokenizer_default_vocab(vocab, sizeof vocab));
+  for (int k = 0; k < 2; k++) {
+    char *slash = strrchr(vocab, '/');
+    if (slash) *slash = '\0';
+  }
+  snprintf(buf, size, "%s/demo", vocab);
+  char probe[PATH_MAX + 32];
+  snprintf(probe, sizeof probe, "%s/train.ini", buf);
+  if (!exists(probe))
+    return sdw_fail(SDW_ERR_NOT_FOUND,
+                    "the demo's configuration %s is missing — run sdw from its source tree or "
+                    "set SDW_ASSETS to the sources' assets/ folder",
+                    probe);
+  return SDW_OK;
+}
+
+/* --- the pipeline ------------------------------------------------------------------------- */
+
+typedef struct demo_paths {
+  char dir[PATH_MAX], data[PATH_MAX + 16], run[PATH_MAX + 16], te[PATH_MAX + 32];
+  char assets[PATH_MAX], grid[PATH_MAX + 32], eval[PATH_MAX + 32];
+} demo_paths;
+
+static int stage(int index, const char *name, char **argv) {
+  say("[%d/6] pipeline %s", index, name);
+  const double t0 = now_seconds();
+  int rc = run_sdw(argv);
+  if (rc != 0) {
+    fprintf(stderr,
+            "sdw: demo: the %s stage failed (exit status %d); its manifest is in the "
+            "data directory's manifests/ — fix the cause and run sdw demo again\n",
+            name, rc);
+    return rc == 130 ? 130 : 1;
+  }
+  say("[%d/6] %s done in %.1f s", index, name, now_seconds() - t0);
+  return 0;
+}
+
+static int run_pipeline(const demo_options *o, const demo_paths *p) {
+  char emoji_dir[PATH_MAX + 32], store_index[PATH_MAX + 64];
+  snprintf(store_index, sizeof store_index, "%s/latents/train/index.json", p->data);
+  if (exists(store_index)) {
+    say("data set ready (%s): pipeline skipped", store_index);
+    return 0;
+  }
+  snprintf(emoji_dir, sizeof emoji_dir, "%s/emoji", p->data);
+  if (sdw_mkdir_p(emoji_dir) != SDW_OK) {
+    sdw_cli_report_error("demo");
+    return 1;
+  }
+  sdw_http_server *server = NULL;
+  int port = 0;
+  if (sdw_http_server_start(emoji_dir, 0, &server, &port) != SDW_OK) {
+    sdw_cli_report_error("demo");
+    return 1;
+  }
+  say("serving %s on http://127.0.0.1:%d/ for the download stage", emoji_dir, port);
+  char url[64], limit[32], meta[PATH_MAX + 64], filtered[PATH_MAX + 64];
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+  snprintf(limit, sizeof limit, "%lld", (long long)o->limit);
+  snprintf(meta, sizeof meta, "%s/metadata.parquet", emoji_dir);
+  snprintf(filtered, sizeof filtered, "%s/filtered/filtered.parquet", p->data);
+  char *data = (char *)p->data;
+  int rc = 0;
+  {
+    char *argv[16] = {NULL, "pipeline", "emoji", "--data", data, "--url-base", url};
+    int n = 7;
+    if (!o->all_emoji) argv[n++] = "--single";
+    if (o->limit) {
+      argv[n++] = "--limit";
+      argv[n++] = limit;
+    }
+    rc = stage(1, "emoji", argv);
+  }
+  if (!rc) {
+    /* relaxed thresholds: emoji are 136x136, captions short, quality
+     * columns constants (see pipeline/stage_emoji.c) */
+    char *argv[] = {NULL, "pipeline",        "filter", "--data",           data, "--input",
+                    meta, "--min-aesthetic", "0",      "--min-similarity", "0",  "--min-width",
+                    "32", "--min-height",    "32",     "--min-caption",    "3",  NULL};
+    rc = stage(2, "filter", argv);
+  }
+  if (!rc) {
+    char *argv[] = {NULL,      "pipeline",  "download",     "--data", data,
+                    "--input", filtered,    "--image-size", "64",     "--concurrency",
+                    "8",       "--timeout", "30",           NULL};
+    rc = stage(3, "download", argv);
+  }
+  say("loopback server answered %ld requests", sdw_http_server_requests(server));
+  sdw_http_server_stop(server);
+  if (!rc) {
+    /* emoji on white: bright images are the point (--max-mean 255), and
+     * small ones are fine (--min-size 0) */
+    char *argv[] = {NULL,         "pipeline",   "preprocess",   "--data", data,
+                    "--min-size", "0",          "--image-size", "64",     "--min-caption",
+                    "3",          "--max-mean", "255",          NULL};
+    rc = stage(4, "preprocess", argv);
+  }
+  if (!rc) {
+    char *argv[] = {NULL, "pipeline", "build", "--data", data, "--val-size", "32", NULL};
+    rc = stage(5, "build", argv);
+  }
+  if (!rc) {
+    char *argv[] = {NULL,    "pipeline", "encode",       "--data", data,
+                    "--vae", "pixels",   "--image-size", "32",     NULL};
+    rc = stage(6, "encode", argv);
+  }
+  return rc;
+}
+
+/* --- text encoder ------------------------------------------------------------------------- */
+
+static int make_text_encoder(const demo_paths *p) {
+  char weights[PATH_MAX + 64];
+  snprintf(weights, sizeof weights, "%s/model.safetensors", p->te);
+  if (exists(weights)) return 0;
+  sdw_ctx *ctx = NULL;
+  sdw_clip_text te;
+  bool te_ok = false;
+  /* the demo's text encoder: CLIP's tokenizer and 77 positions, 64 wide,
+   * 2 layers of 4 heads, random and frozen as the seed's design has it */
+  sdw_clip_text_config c = sdw_clip_text_config_vit_l14();
+  c.hidden_size = 64;
+  c.num_layers = 2;
+  c.num_heads = 4;
+  c.intermediate_size = 256;
+  sdw_status st = sdw_ctx_create(sdw_backend_cpu(), 0, &ctx);
+  if (st == SDW_OK && (st = sdw_clip_text_init(&te, ctx, &c)) == SDW_OK) te_ok = true;
+  if (st == SDW_OK) st = sdw_clip_text_init_random(&te, 42);
+  if (st == SDW_OK)
+    st = sdw_clip_text_save(&te, p->te, "sdw demo: random CLIP text encoder (seed 42), frozen");
+  if (te_ok) sdw_clip_text_free(&te);
+  if (ctx) sdw_ctx_destroy(ctx);
+  if (st != SDW_OK) {
+    sdw_cli_report_error("demo: text encoder");
+    return 1;
+  }
+  say("text encoder: random CLIP (64 wide, 2 layers, seed 42) in %s", p->te);
+  return 0;
+}
+
+/* --- the run -------------------------------------------------------------------------------- */
+
+typedef struct job_status {
+  bool ok;
+  char state[32];
+  long pid;
+  int64_t step, total;
+  double loss, img_per_s, eta_s;
+} job_status;
+
+static job_status read_job(const char *run) {
+  job_status j;
+  memset(&j, 0, sizeof j);
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/job.json", run);
+  void *data = NULL;
+  size_t size = 0;
+  if (sdw_read_file(path, &data, &size) != SDW_OK) return j;
+  cJSON *root = cJSON_ParseWithLength(data, size);
+  free(data);
+  if (!root) return j;
+  const cJSON *v;
+  if (cJSON_IsString(v = cJSON_GetObjectItem(root, "state")))
+    snprintf(j.state, sizeof j.state, "%s", v->valuestring);
+  if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "pid"))) j.pid = (long)v->valuedouble;
+  if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "step"))) j.step = (int64_t)v->valuedouble;
+  if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "total_steps")))
+    j.total = (int64_t)v->valuedouble;
+  if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "loss"))) j.loss = v->valuedouble;
+  if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "img_per_s"))) j.img_per_s = v->valuedouble;
+  if (cJSON_IsNumber(v = cJSON_GetObjectItem(root, "eta_s"))) j.eta_s = v->valuedouble;
+  j.ok = true;
+  cJSON_Delete(root);
+  return j;
+}
+
+static bool job_alive(const job_status *j) {
+  if (!j->ok || j->pid <= 0) return false;
+  if (strcmp(j->state, "finished") == 0 || strcmp(j->state, "failed") == 0 ||
+      strcmp(j->state, "stopped") == 0)
+    return false;
+  return kill((pid_t)j->pid, 0) == 0;
+}
+
+/* Samples in DATA/latents/SPLIT (0 when there is no complete store). */
+static int64_t store_count(const char *data, const char *split) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/latents/%s/index.json", data, split);
+  void *text = NULL;
+  size_t size = 0;
+  if (sdw_read_file(path, &text, &size) != SDW_OK) return 0;
+  cJSON *root = cJSON_ParseWithLength(text, size);
+  free(text);
+  const cJSON *c = root ? cJSON_GetObjectItem(root, "count") : NULL;
+  int64_t n = cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;
+  cJSON_Delete(root);
+  return n;
+}
+
+static int start_training(const demo_options *o, const demo_paths *p) {
+  job_status j = read_job(p->run);
+  if (job_alive(&j)) {
+    say("training already running (pid %ld, step %lld)", j.pid, (long long)j.step);
+    return 0;
+  }
+  char config_ini[PATH_MAX + 32], cfg[PATH_MAX + 32], model[PATH_MAX + 64], train[PATH_MAX + 64],
+      val[PATH_MAX + 64], te[PATH_MAX + 64], steps[64];
+  snprintf(config_ini, sizeof config_ini, "%s/config.ini", p->run);
+  snprintf(cfg, sizeof cfg, "%s/train.ini", p->assets);
+  snprintf(model, sizeof model, "model=%s/unet.json", p->assets);
+  snprintf(train, sizeof train, "train_data=%s/latents/train", p->data);
+  snprintf(val, sizeof val, "val_data=%s/latents/val", p->data);
+  /* the validation loss needs a full batch: a small (--limit) set has none */
+  const bool use_val = store_count(p->data, "val") >= 32;
+  snprintf(te, sizeof te, "text_encoder=%s", p->te);
+  snprintf(steps, sizeof steps, "max_steps=%lld", (long long)o->steps);
+  char *run = (char *)p->run;
+  int rc;
+  if (exists(config_ini)) {
+    say("continuing the run %s", p->run);
+    char *argv[] = {NULL, "train", "--run", run, "--detach", NULL, NULL, NULL};
+    if (o->steps) {
+      argv[5] = "--set";
+      argv[6] = steps;
+    }
+    rc = run_sdw(argv);
+  } else {
+    say("starting the run %s (%s)", p->run, cfg);
+    char *argv[20] = {NULL,  "train", "--config", cfg,     "--run", run,       "--set",
+                      model, "--set", train,      "--set", te,      "--detach"};
+    int n = 13;
+    if (use_val) {
+      argv[n++] = "--set";
+      argv[n++] = val;
+    }
+    if (o->steps) {
+      argv[n++] = "--set";
+      argv[n++] = steps;
+    }
+    rc = run_sdw(argv);
+  }
+  if (rc != 0) {
+    fprintf(stderr, "sdw: demo: sdw train did not start (exit status %d); see %s/train.log\n", rc,
+            p->run);
+    return 1;
+  }
+  return 0;
+}
+
+/* --- previews ----------------------------------------------------------------------------- */
+
+/* Samples the demo prompts from the checkpoint at path into a grid PNG at
+ * out. seconds receives the time it took. */
+static sdw_status make_grid(const char *checkpoint, int steps, const char *out, int64_t *step,
+                            double *seconds) {
+  const double t0 = now_seconds();
+  sdw_demo_model m;
+  sdw_status st = sdw_demo_model_open(checkpoint, NULL, -1, false, 0, &m);
+  uint8_t *rgb = NULL;
+  if (st == SDW_OK) {
+    const int side = 32;
+    sdw_txt2img_settings s = sdw_txt2img_settings_default();
+    s.width = s.height = side;
+    s.steps = steps;
+    s.cfg_scale = 4.0;
+    sdw_txt2img_job jobs[DEMO_PROMPTS];
+    for (int i = 0; i < DEMO_PROMPTS; i++)
+      jobs[i] = (sdw_txt2img_job){demo_prompts[i], NULL, 42};
+    rgb = malloc((size_t)DEMO_PROMPTS * side * side * 3);
+    if (!rgb) st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
+    if (st == SDW_OK) st = sdw_txt2img_generate(m.pipe, &s, jobs, DEMO_PROMPTS, NULL, rgb);
+    char info[PATH_MAX + 1024];
+    snprintf(info, sizeof info,
+             "%s | %s | %s | %s | %s\nSteps: %d, Sampler: DDIM, CFG scale: 4, Seed: 42, Size: "
+             "32x32, Model: %s, Step: %lld, EMA: %s, Version: sdw " SDW_VERSION,
+             demo_prompts[0], demo_prompts[1], demo_prompts[2], demo_prompts[3], demo_prompts[4],
+             steps, m.checkpoint, (long long)m.step, m.ema ? "yes" : "no");
+    if (st == SDW_OK) st = sdw_demo_write_grid(out, rgb, DEMO_PROMPTS, side, 4, info);
+    *step = m.step;
+  }
+  sdw_demo_model_close(&m);
+  free(rgb);
+  *seconds = now_seconds() - t0;
+  return st;
+}
+
+/* Makes a preview from every new checkpoint of the run until the job is
+ * no longer alive (or deadline passes, when > 0). first_preview receives
+ * the seconds from start to the first preview (or stays negative). */
+typedef struct preview_state {
+  char last[PATH_MAX + 64];
+  double first_preview;
+  int64_t step;
+} preview_state;
+
+static void preview_once(const demo_options *o, const demo_paths *p, preview_state *ps,
+                         double start, bool print) {
+  char ck[PATH_MAX + 64];
+  if (sdw_demo_latest_checkpoint(p->run, ck, sizeof ck) != SDW_OK) return;
+  if (strcmp(ck, ps->last) == 0) return;
+  snprintf(ps->last, sizeof ps->last, "%s", ck);
+  char out[PATH_MAX + 64], tmp[PATH_MAX + 64];
+  snprintf(tmp, sizeof tmp, "%s/samples/.demo-preview.png", p->run);
+  int64_t step = 0;
+  double secs = 0;
+  char samples[PATH_MAX + 32];
+  snprintf(samples, sizeof samples, "%s/samples", p->run);
+  sdw_mkdir_p(samples);
+  if (make_grid(ck, (int)o->preview_steps, tmp, &step, &secs) != SDW_OK) {
+    if (print) say("preview failed: %s", sdw_last_error());
+    return;
+  }
+  snprintf(out, sizeof out, "%s/samples/demo-step-%08lld.png", p->run, (long long)step);
+  if (rename(tmp, out) != 0) return;
+  ps->step = step;
+  if (ps->first_preview < 0) ps->first_preview = now_seconds() - start;
+  if (print) say("preview of step %lld: %s (%.1f s to make)", (long long)step, out, secs);
+}
+
+/* --- headless ------------------------------------------------------------------------------- */
+
+static int headless(const demo_options *o, const demo_paths *p) {
+  const double start = now_seconds(), deadline = start + o->minutes * 60;
+  preview_state ps = {.first_preview = -1};
+  /* the demo's own sampling stays on one thread: the run has the cores */
+  omp_set_num_threads(1);
+  double last_line = 0;
+  job_status j = read_job(p->run);
+  const int64_t first_step = j.step;
+  bool alive = true;
+  while (now_seconds() < deadline) {
+    j = read_job(p->run);
+    alive = job_alive(&j) || !j.ok; /* job.json may not exist yet */
+    if (!alive && now_seconds() - start > 5) break;
+    preview_once(o, p, &ps, start, true);
+    if (now_seconds() - last_line >= 10 && j.ok) {
+      last_line = now_seconds();
+      char total[32] = "";
+      if (j.total > 0) snprintf(total, sizeof total, "/%lld", (long long)j.total);
+      say("step %lld%s  loss %.4f  %.1f img/s  %s  (%.0f s of %.0f)", (long long)j.step, total,
+          j.loss, j.img_per_s, j.state, now_seconds() - start, o->minutes * 60);
+    }
+    usleep(500 * 1000);
+  }
+  j = read_job(p->run);
+  if (job_alive(&j)) {
+    say("stopping the run (pid %ld): it checkpoints first", j.pid);
+    kill((pid_t)j.pid, SIGTERM);
+    for (int i = 0; i < 1200 && kill((pid_t)j.pid, 0) == 0; i++)
+      usleep(100 * 1000);
+  }
+  j = read_job(p->run);
+  const double trained = now_seconds() - start;
+  say("trained %.0f s: steps %lld -> %lld (%s)", trained, (long long)first_step, (long long)j.step,
+      j.state);
+  char ck[PATH_MAX + 64];
+  if (sdw_demo_latest_checkpoint(p->run, ck, sizeof ck) != SDW_OK) {
+    fprintf(stderr, "sdw: demo: the run wrote no checkpoint (see %s/events.log)\n", p->run);
+    return 1;
+  }
+  omp_set_num_threads(omp_get_num_procs());
+  int64_t step = 0;
+  double secs = 0;
+  if (make_grid(ck, (int)o->preview_steps, p->grid, &step, &secs) != SDW_OK) {
+    sdw_cli_report_error("demo: grid");
+    return 1;
+  }
+  say("sample grid (%s | %s | %s | %s | %s) of step %lld: %s", demo_prompts[0], demo_prompts[1],
+      demo_prompts[2], demo_prompts[3], demo_prompts[4], (long long)step, p->grid);
+  if (ps.first_preview >= 0)
+    say("first preview %.1f s after the demo started training", ps.first_preview);
+  if (o->eval) {
+    char count[32], steps[32];
+    snprintf(count, sizeof count, "%lld", (long long)o->eval_count);
+    snprintf(steps, sizeof steps, "%lld", (long long)o->eval_steps);
+    char *argv[] = {NULL,  "eval",    (char *)p->run, "--data", (char *)p->data, "--count",
+                    count, "--steps", steps,          "--json", (char *)p->eval, NULL};
+    say("retrieval report (sdw eval, %s captions)", count);
+    int rc = run_sdw(argv);
+    if (rc != 0) return rc;
+    say("report: %s", p->eval);
+  }
+  return 0;
+}
+
+/* --- interactive ------------------------------------------------------------------------------ */
+
+static int interactive(const demo_options *o, const demo_paths *p) {
+  /* previews from a background child that lives as long as the run */
+  pid_t child = fork();
+  if (child == 0) {
+    setsid();
+    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(1);
+    omp_set_num_threads(1);
+    preview_state ps = {.first_preview = -1};
+    const double start = now_seconds();
+    for (;;) {
+      job_status j = read_job(p->run);
+      if (j.ok && !job_alive(&j)) break;
+      preview_once(o, p, &ps, start, false);
+      sleep(2);
+    }
+    _exit(0);
+  }
+  say("opening the workbench: q detaches (the training goes on); sdw attach %s reattaches", p->run);
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0) return 1;
+  exe[n] = '\0';
+  char *argv[] = {exe, "attach", (char *)p->run, NULL};
+  fflush(stdout);
+  execv(exe, argv);
+  fprintf(stderr, "sdw: demo: cannot start the workbench: %s\n", strerror(errno));
+  return 1;
+}
+
+int sdw_cmd_demo(int argc, char **argv) {
+  demo_options o;
+  int rc = parse_options(argc, argv, &o);
+  if (rc == 1) {
+    usage(stdout);
+    return 0;
+  }
+  if (rc) return 2;
+  demo_paths p;
+  memset(&p, 0, sizeof p);
+  if (sdw_mkdir_p(o.dir) != SDW_OK || !realpath(o.dir, p.dir)) {
+    fprintf(stderr, "sdw: demo: cannot create %s: %s\n", o.dir, strerror(errno));
+    return 1;
+  }
+  snprintf(p.data, sizeof p.data, "%s/data", p.dir);
+  snprintf(p.run, sizeof p.run, "%s/run", p.dir);
+  snprintf(p.te, sizeof p.te, "%s/text_encoder", p.dir);
+  snprintf(p.grid, sizeof p.grid, "%s/demo-grid.png", p.dir);
+  snprintf(p.eval, sizeof p.eval, "%s/eval.json", p.dir);
+  if (find_assets(p.assets, sizeof p.assets) != SDW_OK) {
+    sdw_cli_report_error("demo");
+    return 1;
+  }
+  if (!o.headless && !isatty(STDOUT_FILENO)) {
+    say("standard output is not a terminal: running headless (--headless)");
+    o.headless = true;
+  }
+  say("directory %s", p.dir);
+  if ((rc = run_pipeline(&o, &p)) != 0) return rc;
+  if ((rc = make_text_encoder(&p)) != 0) return rc;
+  if ((rc = start_training(&o, &p)) != 0) return rc;
+  return o.headless ? headless(&o, &p) : interactive(&o, &p);
+}

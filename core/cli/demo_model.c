@@ -1,0 +1,159 @@
+/* Loading a pixel-space trainer checkpoint for sampling (see demo_model.h). */
+#include "core/cli/demo_model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/base/fsutil.h"
+#include "core/base/png_image.h"
+#include "core/base/safetensors.h"
+#include "core/train/checkpoint.h"
+#include "core/train/unet_init.h"
+
+sdw_status sdw_demo_latest_checkpoint(const char *run, char *buf, size_t size) {
+  char latest[4096];
+  snprintf(latest, sizeof latest, "%s/checkpoints/latest", run);
+  void *data = NULL;
+  size_t n = 0;
+  if (sdw_read_file(latest, &data, &n) != SDW_OK)
+    return sdw_fail(SDW_ERR_NOT_FOUND, "%s has no checkpoint yet (no %s)", run, latest);
+  char name[1024];
+  size_t k = n < sizeof name - 1 ? n : sizeof name - 1;
+  memcpy(name, data, k);
+  name[k] = '\0';
+  free(data);
+  name[strcspn(name, "\r\n")] = '\0';
+  if (!name[0] || strchr(name, '/'))
+    return sdw_fail(SDW_ERR_FORMAT, "%s does not name a checkpoint file", latest);
+  snprintf(buf, size, "%s/checkpoints/%s", run, name);
+  return SDW_OK;
+}
+
+/* The value of "key = value" in INI text, into out ("" when absent). */
+static void ini_value(const char *text, const char *key, char *out, size_t size) {
+  out[0] = '\0';
+  const size_t kl = strlen(key);
+  for (const char *line = text; line && *line;) {
+    const char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) : strlen(line);
+    const char *p = line;
+    while (*p == ' ' || *p == '\t')
+      p++;
+    if (strncmp(p, key, kl) == 0) {
+      const char *q = p + kl;
+      while (*q == ' ' || *q == '\t')
+        q++;
+      if (*q == '=') {
+        q++;
+        while (*q == ' ' || *q == '\t')
+          q++;
+        size_t vl = (size_t)(line + len - q);
+        while (vl && (q[vl - 1] == ' ' || q[vl - 1] == '\r' || q[vl - 1] == '\t'))
+          vl--;
+        if (vl >= size) vl = size - 1;
+        memcpy(out, q, vl);
+        out[vl] = '\0';
+        return;
+      }
+    }
+    line = end ? end + 1 : NULL;
+  }
+}
+
+sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int ema, bool untrained,
+                               uint64_t init_seed, sdw_demo_model *m) {
+  memset(m, 0, sizeof *m);
+  struct stat sb;
+  if (stat(path, &sb) != 0) return sdw_fail(SDW_ERR_NOT_FOUND, "%s does not exist", path);
+  if (S_ISDIR(sb.st_mode))
+    SDW_TRY(sdw_demo_latest_checkpoint(path, m->checkpoint, sizeof m->checkpoint));
+  else
+    snprintf(m->checkpoint, sizeof m->checkpoint, "%s", path);
+  sdw_safetensors *meta = NULL;
+  SDW_TRY(sdw_safetensors_open(m->checkpoint, &meta));
+  const char *format = sdw_safetensors_metadata_get(meta, "format");
+  const char *unet_json = sdw_safetensors_metadata_get(meta, "unet_config");
+  const char *config = sdw_safetensors_metadata_get(meta, "config");
+  sdw_status st = SDW_OK;
+  if (!format || strcmp(format, SDW_CHECKPOINT_FORMAT) != 0 || !unet_json)
+    st = sdw_fail(SDW_ERR_FORMAT, "%s is not an sdw training checkpoint (%s)", m->checkpoint,
+                  SDW_CHECKPOINT_FORMAT);
+  char te_path[4096] = "";
+  if (st == SDW_OK) {
+    if (text_encoder)
+      snprintf(te_path, sizeof te_path, "%s", text_encoder);
+    else if (config)
+      ini_value(config, "text_encoder", te_path, sizeof te_path);
+    if (!te_path[0] || strcmp(te_path, "none") == 0)
+      st = sdw_fail(SDW_ERR_NOT_FOUND, "%s names no text encoder folder — give --text-encoder DIR",
+                    m->checkpoint);
+  }
+  sdw_unet_config uc;
+  if (st == SDW_OK) st = sdw_unet_config_parse(unet_json, strlen(unet_json), m->checkpoint, &uc);
+  if (st == SDW_OK) st = sdw_ctx_create(sdw_backend_cpu(), 0, &m->ctx);
+  if (st == SDW_OK) st = sdw_unet_create(&m->unet, m->ctx, &uc);
+  if (st == SDW_OK) m->unet_ok = true;
+  if (st == SDW_OK && untrained) {
+    st = sdw_unet_init_random(&m->unet, init_seed);
+  } else if (st == SDW_OK) {
+    sdw_checkpoint_state state;
+    sdw_safetensors *ck = NULL;
+    st = sdw_checkpoint_open(m->checkpoint, &m->unet.params, &state, &ck);
+    if (st == SDW_OK) {
+      char probe[SDW_PARAM_NAME_MAX + 8];
+      snprintf(probe, sizeof probe, "ema.%s", m->unet.params.items[0].name);
+      const bool has_ema = sdw_safetensors_find(ck, probe) != NULL;
+      if (ema == 1 && !has_ema)
+        st = sdw_fail(SDW_ERR_NOT_FOUND, "%s keeps no EMA weights", m->checkpoint);
+      m->ema = ema != 0 && has_ema;
+      sdw_checkpoint_buffers b = {0};
+      if (m->ema)
+        b.ema = m->unet.params.flat;
+      else
+        b.model = m->unet.params.flat;
+      if (st == SDW_OK) st = sdw_checkpoint_read(ck, &m->unet.params, &b);
+      m->step = state.step;
+      sdw_safetensors_close(ck);
+    }
+  }
+  sdw_safetensors_close(meta);
+  if (st == SDW_OK) st = sdw_clip_text_open(&m->te, m->ctx, te_path, NULL);
+  if (st == SDW_OK) m->te_ok = true;
+  char vocab[4096];
+  if (st == SDW_OK) st = sdw_tokenizer_default_vocab(vocab, sizeof vocab);
+  if (st == SDW_OK) st = sdw_tokenizer_load(vocab, SDW_TOKENIZER_HF, &m->tok); /* as the trainer */
+  if (st == SDW_OK) {
+    sdw_txt2img_parts parts = {m->tok, &m->te, &m->unet, NULL};
+    st = sdw_txt2img_create(m->ctx, &parts, &m->pipe);
+  }
+  return st;
+}
+
+void sdw_demo_model_close(sdw_demo_model *m) {
+  sdw_txt2img_free(m->pipe);
+  if (m->unet_ok) sdw_unet_free(&m->unet);
+  if (m->te_ok) sdw_clip_text_free(&m->te);
+  if (m->tok) sdw_tokenizer_free(m->tok);
+  if (m->ctx) sdw_ctx_destroy(m->ctx);
+  memset(m, 0, sizeof *m);
+}
+
+sdw_status sdw_demo_write_grid(const char *path, const uint8_t *rgb, int count, int side, int scale,
+                               const char *infotext) {
+  const int cell = side * scale, gap = 2, W = count * cell + (count - 1) * gap, H = cell;
+  uint8_t *out = malloc((size_t)W * H * 3);
+  if (!out) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
+  memset(out, 255, (size_t)W * H * 3);
+  for (int i = 0; i < count; i++)
+    for (int y = 0; y < cell; y++)
+      for (int x = 0; x < cell; x++) {
+        const uint8_t *src = rgb + (((size_t)i * side + y / scale) * side + x / scale) * 3;
+        memcpy(out + ((size_t)y * W + i * (cell + gap) + x) * 3, src, 3);
+      }
+  sdw_png_text text = {"parameters", infotext};
+  sdw_status st = sdw_png_write(path, out, W, H, 3, infotext ? &text : NULL, infotext ? 1 : 0);
+  free(out);
+  return st;
+}
