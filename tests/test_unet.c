@@ -19,6 +19,7 @@
  * golden READMEs state 7,808,036 (seed-unet-small) and 3,277,988
  * (sd15-unet-tiny); 859,520,964 is the well-known size of the SD 1.5 UNet
  * (diffusers' UNet2DConditionModel with the v1-5 config). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,56 @@ SDW_TEST(unet_golden_sd15_tiny) {
     CHECK_MSG(false, "cannot open sd15-unet-tiny: %s", sdw_last_error());
   }
   golden_close(&g);
+}
+
+/* Inference runs the transformer feed-forward in chunks of rows; any chunk
+ * size (here 100 rows: several chunks and a remainder, on the GEGLU of SD 1.x
+ * and the GELU MLP of the seed) computes the same function. Not the same
+ * bits: sgemm picks its kernels and blocking by the matrix sizes, so a row's
+ * dot products may be summed in another order. Tolerance: normwise 1e-5
+ * between the two (float rounding carried through the network; an indexing
+ * mistake in the chunks gives O(1)), and the golden's 1e-4 against float64. */
+SDW_TEST(unet_ff_chunks_compute_the_same) {
+  static const char *const bundles[][4] = {
+      {"sd15-unet-tiny", "sample", "timestep", "encoder_hidden_states"},
+      {"seed-unet-tiny", "x", "t", "ctx"}};
+  for (int b = 0; b < 2; b++) {
+    golden g;
+    if (!golden_open(&g, bundles[b][0], bundles[b][1], bundles[b][2], bundles[b][3])) {
+      CHECK_MSG(false, "cannot open %s: %s", bundles[b][0], sdw_last_error());
+      golden_close(&g);
+      continue;
+    }
+    const int64_t oc = g.m.cfg.out_channels, no = g.n * oc * g.h * g.w;
+    float *whole = malloc((size_t)no * sizeof *whole),
+          *chunked = malloc((size_t)no * sizeof *chunked);
+    REQUIRE(whole && chunked);
+    sdw_tensor x = sdw_tensor_4d(g.x, SDW_F32, g.n, g.m.cfg.in_channels, g.h, g.w);
+    sdw_tensor t = sdw_tensor_1d(g.t, SDW_F32, g.n);
+    sdw_tensor c = sdw_tensor_3d(g.c, SDW_F32, g.n, g.s, g.m.cfg.context_dim);
+    sdw_tensor o1 = sdw_tensor_4d(whole, SDW_F32, g.n, oc, g.h, g.w);
+    sdw_tensor o2 = sdw_tensor_4d(chunked, SDW_F32, g.n, oc, g.h, g.w);
+    sdw_unet_set_ff_chunk_rows(1 << 30);
+    CHECK_OK(sdw_unet_forward(&g.m, g.arena, &x, &t, &c, &o1));
+    sdw_unet_set_ff_chunk_rows(100);
+    CHECK_OK(sdw_unet_forward(&g.m, g.arena, &x, &t, &c, &o2));
+    sdw_unet_set_ff_chunk_rows(0);
+    double diff = 0, norm = 0;
+    for (int64_t i = 0; i < no; i++) {
+      diff += ((double)whole[i] - chunked[i]) * ((double)whole[i] - chunked[i]);
+      norm += (double)whole[i] * whole[i];
+    }
+    const double rel = sqrt(diff / (norm > 0 ? norm : 1));
+    printf("  %s: chunked vs whole feed-forward: normwise rel diff %.3g\n", bundles[b][0], rel);
+    CHECK_REL(rel, 1e-5, "chunked feed-forward vs whole");
+    double *ref = read_f64(g.io, b == 0 ? "out_sample_f64" : "eps_f64");
+    CHECK(ref != NULL);
+    if (ref) CHECK_REL(sdw_test_rel_err_f32_f64(chunked, ref, (size_t)no), 1e-4, "chunked vs f64");
+    free(ref);
+    free(whole);
+    free(chunked);
+    golden_close(&g);
+  }
 }
 
 /* The training forward (full record, and per-ResBlock checkpointing) runs

@@ -137,6 +137,11 @@ typedef struct sdw_unet_tblock_saved {
 void sdw_unet_tblock_declare(sdw_params *p, sdw_unet_tblock *m, sdw_unet_style style,
                              const char *prefix);
 /* x[B,T,C], context[B,S,ctx] -> y[B,T,C]. Inference: y may alias x. */
+/* Inference runs a transformer block's feed-forward in chunks of rows
+ * (default: about 16 MB of inner activations per chunk). Tests set a small
+ * count to exercise the chunking; 0 restores the default. Process-wide. */
+void sdw_unet_set_ff_chunk_rows(int64_t rows);
+
 sdw_status sdw_unet_tblock_forward(sdw_ctx *ctx, sdw_arena *arena, const sdw_unet_tblock *m,
                                    const sdw_tensor *x, const sdw_tensor *context, sdw_tensor *y,
                                    sdw_unet_tblock_saved *saved);
