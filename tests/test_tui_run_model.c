@@ -202,3 +202,35 @@ SDW_TEST(tui_run_dir_and_manifests) {
   CHECK(strcmp(m.status_note, "job finished") == 0);
   sdw_run_model_free(&m);
 }
+
+SDW_TEST(tui_runs_list) {
+  /* Runs directly in root and in root/runs, newest update first; folders
+   * without a job.json (or with a broken one) are not runs. */
+  char root[512], p[700];
+  snprintf(root, sizeof root, "%s/tui_runs", sdw_test_tmpdir());
+  const char *dirs[] = {"", "/runs", "/runs/a", "/runs/b", "/c", "/notarun", "/broken"};
+  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+    snprintf(p, sizeof p, "%s%s", root, dirs[i]);
+    mkdir(p, 0755);
+  }
+  snprintf(p, sizeof p, "%s/runs/a/job.json", root);
+  write_file(p, "{\"state\":\"finished\",\"step\":10,\"updated\":100}", "w");
+  snprintf(p, sizeof p, "%s/runs/b/job.json", root);
+  write_file(p, "{\"state\":\"running\",\"pid\":1073741824,\"updated\":200}", "w");
+  snprintf(p, sizeof p, "%s/c/job.json", root);
+  write_file(p, "{\"state\":\"stopped\",\"updated\":150}", "w");
+  snprintf(p, sizeof p, "%s/broken/job.json", root);
+  write_file(p, "{\"state\":", "w");
+  sdw_run_entry runs[8];
+  int n = sdw_run_model_scan_runs(root, runs, 8);
+  REQUIRE(n == 3);
+  char want[700];
+  snprintf(want, sizeof want, "%s/runs/b", root);
+  CHECK(strcmp(runs[0].dir, want) == 0 && !runs[0].alive); /* running, but no such pid */
+  snprintf(want, sizeof want, "%s/c", root);
+  CHECK(strcmp(runs[1].dir, want) == 0 && strcmp(runs[1].job.state, "stopped") == 0);
+  snprintf(want, sizeof want, "%s/runs/a", root);
+  CHECK(strcmp(runs[2].dir, want) == 0 && runs[2].job.step == 10);
+  CHECK(sdw_run_model_scan_runs(root, runs, 2) == 2);
+  CHECK(sdw_run_model_scan_runs("", runs, 8) == 0);
+}

@@ -753,6 +753,8 @@ int sdw_tui_run(const sdw_tui_options *o) {
   }
   s->opt = *o;
   sdw_run_model_init(&s->model, o->run_dir, o->data_dir);
+  if (!s->model.run_dir[0] && !getcwd(s->model.runs_root, sizeof s->model.runs_root))
+    s->model.runs_root[0] = 0;
   if (s->model.run_dir[0] &&
       sdw_control_socket_path(s->model.run_dir, s->socket_path, sizeof s->socket_path) != SDW_OK)
     s->socket_path[0] = 0;

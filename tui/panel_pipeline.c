@@ -114,6 +114,33 @@ static void failures_line(const sdw_run_stage *s, char *out, size_t cap) {
                             items[i]->valuedouble);
 }
 
+/* The runs next to the viewed one, in rows y0..y1-1 when there is room. */
+static void draw_runs(sdw_tui_grid *g, sdw_tui_rect in, const sdw_run_model *m, double now, int y0,
+                      int y1) {
+  if (m->run_count == 0 || y1 - y0 < 2) return;
+  int x = in.x + 1, y = y0;
+  sdw_tui_grid_printf(g, in, x, y++, in.w - 2, SDW_ROLE_DIM,
+                      "runs in %s (sdw attach RUN):", m->runs_root);
+  for (int i = 0; i < m->run_count && y < y1; i++, y++) {
+    const sdw_run_entry *r = &m->runs[i];
+    const char *name = strrchr(r->dir, '/');
+    name = name ? name + 1 : r->dir;
+    bool current = strcmp(r->dir, m->run_dir) == 0;
+    bool dead = sdw_run_job_active_state(r->job.state) && !r->alive;
+    const char *state = dead ? "dead" : r->job.state;
+    char loss[16] = "-", age[16] = "-";
+    if (isfinite(r->job.loss)) snprintf(loss, sizeof loss, "%.4f", r->job.loss);
+    if (isfinite(r->job.updated)) sdw_tui_format_duration(now - r->job.updated, age, sizeof age);
+    sdw_tui_grid_printf(g, in, x, y, 2, SDW_ROLE_ACCENT, "%s", current ? "*" : " ");
+    sdw_tui_grid_printf(g, in, x + 2, y, 20, SDW_ROLE_NORMAL, "%-19.19s", name);
+    sdw_tui_grid_printf(g, in, x + 22, y, 12, dead ? SDW_ROLE_ERROR : state_role(r->job.state),
+                        "%-11.11s", state);
+    sdw_tui_grid_printf(g, in, x + 34, y, in.w - 36, SDW_ROLE_DIM,
+                        "step %lld/%lld  loss %s  updated %s ago", (long long)r->job.step,
+                        (long long)r->job.total_steps, loss, age);
+  }
+}
+
 static void draw_table(sdw_tui_grid *g, sdw_tui_rect in, const sdw_tui_view *v,
                        const sdw_run_model *m, double now) {
   const char *names[SDW_RUN_STAGES_MAX + 8];
@@ -212,6 +239,7 @@ static void draw_table(sdw_tui_grid *g, sdw_tui_rect in, const sdw_tui_view *v,
     }
   }
   if (rows == 0 && in.h > 1) sdw_tui_grid_text(g, in, x, y, in.w - 2, SDW_ROLE_DIM, "no stages");
+  draw_runs(g, in, m, now, y + 1, in.y + in.h - detail_rows);
   if (detail_rows == 0 || rows == 0) return;
   /* Details of the selected stage: failures, message, and the keys. */
   const sdw_run_stage *s = st[sel];

@@ -332,6 +332,47 @@ static void scan_manifests(sdw_run_model *m) {
   qsort(m->stages, (size_t)m->stage_count, sizeof m->stages[0], compare_stage);
 }
 
+static void scan_runs_in(const char *parent, sdw_run_entry *out, int max, int *n) {
+  DIR *d = opendir(parent);
+  if (!d) return;
+  struct dirent *e;
+  while ((e = readdir(d)) && *n < max) {
+    if (e->d_name[0] == '.') continue;
+    char dir[1024], path[1100];
+    if (snprintf(dir, sizeof dir, "%s/%s", parent, e->d_name) >= (int)sizeof dir) continue;
+    snprintf(path, sizeof path, "%s/job.json", dir);
+    char *text = read_text(path, 1u << 20);
+    sdw_run_job j;
+    bool ok = text && sdw_run_job_parse(text, &j);
+    free(text);
+    if (!ok) continue;
+    sdw_run_entry *r = &out[(*n)++];
+    memcpy(r->dir, dir, sizeof r->dir);
+    r->job = j;
+    r->alive = sdw_run_job_active_state(j.state) && pid_alive(j.pid);
+  }
+  closedir(d);
+}
+
+static int compare_runs(const void *a, const void *b) {
+  const sdw_run_entry *x = a, *y = b;
+  double tx = isfinite(x->job.updated) ? x->job.updated : 0;
+  double ty = isfinite(y->job.updated) ? y->job.updated : 0;
+  if (tx != ty) return tx > ty ? -1 : 1;
+  return strcmp(x->dir, y->dir);
+}
+
+int sdw_run_model_scan_runs(const char *root, sdw_run_entry *out, int max) {
+  int n = 0;
+  if (!root || !root[0]) return 0;
+  scan_runs_in(root, out, max, &n);
+  char runs[1100];
+  snprintf(runs, sizeof runs, "%s/runs", root);
+  scan_runs_in(runs, out, max, &n);
+  qsort(out, (size_t)n, sizeof *out, compare_runs);
+  return n;
+}
+
 static void scan_samples(sdw_run_model *m) {
   char dir[1100];
   snprintf(dir, sizeof dir, "%s/samples", m->run_dir);
@@ -456,6 +497,15 @@ void sdw_run_model_init(sdw_run_model *m, const char *run_dir, const char *data_
     snprintf(m->data_dir, sizeof m->data_dir, "%s", data_dir);
   else
     sdw_run_model_guess_data(m->run_dir, m->data_dir, sizeof m->data_dir);
+  if (m->run_dir[0]) {
+    /* The runs list looks next to the run: its parent folder. */
+    snprintf(m->runs_root, sizeof m->runs_root, "%s", m->run_dir);
+    char *slash = strrchr(m->runs_root, '/');
+    if (slash && slash != m->runs_root)
+      *slash = 0;
+    else
+      snprintf(m->runs_root, sizeof m->runs_root, ".");
+  }
   char path[1100];
   snprintf(path, sizeof path, "%s/metrics.jsonl", m->run_dir);
   sdw_tail_init(&m->metrics_tail, path);
@@ -496,9 +546,13 @@ static void update_note(sdw_run_model *m) {
     char when[32] = "never";
     if (isfinite(m->job.updated)) {
       time_t t = (time_t)m->job.updated;
-      struct tm tm;
+      time_t today = time(NULL);
+      struct tm tm, now_tm;
       localtime_r(&t, &tm);
-      strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
+      localtime_r(&today, &now_tm);
+      /* The time alone on the same day (short enough for 80 columns). */
+      bool same_day = tm.tm_year == now_tm.tm_year && tm.tm_yday == now_tm.tm_yday;
+      strftime(when, sizeof when, same_day ? "%H:%M:%S" : "%Y-%m-%d %H:%M", &tm);
     }
     snprintf(m->status_note, sizeof m->status_note, "job not running (last seen %s)", when);
   } else if (!active && m->job.state[0]) {
@@ -532,6 +586,10 @@ void sdw_run_model_poll(sdw_run_model *m, double now) {
   if (now - m->last_manifest_scan >= 1.0) {
     scan_manifests(m);
     m->last_manifest_scan = now;
+  }
+  if (now - m->last_runs_scan >= 2.0) {
+    m->run_count = sdw_run_model_scan_runs(m->runs_root, m->runs, SDW_RUNS_MAX);
+    m->last_runs_scan = now;
   }
   update_note(m);
 }

@@ -72,6 +72,15 @@ typedef struct sdw_run_stage {
   cJSON *manifest; /* the whole manifest (owned), for the report view */
 } sdw_run_stage;
 
+enum { SDW_RUNS_MAX = 32 };
+
+/* One run directory found next to the one being viewed (the runs list). */
+typedef struct sdw_run_entry {
+  char dir[1024];
+  sdw_run_job job;
+  bool alive; /* an active state and its process exists */
+} sdw_run_entry;
+
 typedef struct sdw_run_model {
   char run_dir[1024];  /* "" when there is no run (pipeline only) */
   char data_dir[1024]; /* "" when unknown */
@@ -89,7 +98,10 @@ typedef struct sdw_run_model {
   bool job_alive;        /* the job's process exists (same host) */
   bool connected;        /* the app's socket connection is up (set by the app) */
   char status_note[256]; /* e.g. "job not running (last seen 22:31:05)" */
-  double last_manifest_scan, last_job_read, last_samples_scan;
+  double last_manifest_scan, last_job_read, last_samples_scan, last_runs_scan;
+  char runs_root[1024]; /* where the runs list looks ("" none) */
+  sdw_run_entry runs[SDW_RUNS_MAX];
+  int run_count;
   sdw_tail metrics_tail, events_tail;
   char hostname[128];
 } sdw_run_model;
@@ -108,6 +120,9 @@ void sdw_run_model_apply_event(sdw_run_model *m, const cJSON *event);
 void sdw_run_model_log(sdw_run_model *m, sdw_log_kind kind, const char *text);
 /* The i-th of the log lines kept (0 = oldest kept). */
 const sdw_run_log_line *sdw_run_model_log_at(const sdw_run_model *m, size_t i);
+/* The run directories (holding job.json) directly in root and in root/runs,
+ * newest update first, at most max. Returns the count. */
+int sdw_run_model_scan_runs(const char *root, sdw_run_entry *out, int max);
 /* Parses one metrics.jsonl line into the history (ignored when malformed). */
 void sdw_run_model_metric_line(sdw_run_model *m, const char *line, size_t len);
 /* A stage's place in pipeline order (side stages such as emoji before the
