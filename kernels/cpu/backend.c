@@ -134,8 +134,7 @@ void sdw_ctx_destroy(sdw_ctx *ctx) {
   if (ctx) ctx->ops->ctx_destroy(ctx);
 }
 
-/* The CUDA op backend (kernels/cuda/backend.cu) defines SDW_HAVE_CUDA_BACKEND
- * when it exists; until then CUDA builds carry device queries only. */
-#ifndef SDW_HAVE_CUDA_BACKEND
+/* CUDA builds (SDW_HAVE_CUDA) get the real table from kernels/cuda/backend.cu. */
+#ifndef SDW_HAVE_CUDA
 const sdw_backend *sdw_backend_cuda(void) { return NULL; }
 #endif

@@ -1,0 +1,37 @@
+/* The CUDA op backend's extras beyond kernels/ops.h, for C callers (the
+ * parity harness, the trainer's precision switch, the NCCL engine). Plain C
+ * interface; only in builds with CUDA (SDW_HAVE_CUDA). The backend table
+ * itself is sdw_backend_cuda() in kernels/ops.h. */
+#ifndef SDW_KERNELS_CUDA_BACKEND_H
+#define SDW_KERNELS_CUDA_BACKEND_H
+
+#include <stddef.h>
+
+#include "kernels/ops.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* GEMM / convolution arithmetic of a CUDA ctx. FP32 (the default) keeps
+ * every product in IEEE fp32 (cuBLAS CUBLAS_COMPUTE_32F, cuDNN
+ * CUDNN_FMA_MATH): the parity tests run in this mode. TF32 lets cuBLAS and
+ * cuDNN use TF32 tensor cores for f32 operands (about 1e-3 relative error).
+ * The environment variable SDW_CUDA_TF32=1 selects TF32 at ctx creation. */
+typedef enum sdw_cuda_math { SDW_CUDA_MATH_FP32 = 0, SDW_CUDA_MATH_TF32 = 1 } sdw_cuda_math;
+
+/* ctx must come from sdw_backend_cuda(). */
+void sdw_cuda_set_math(sdw_ctx *ctx, sdw_cuda_math math);
+sdw_cuda_math sdw_cuda_get_math(const sdw_ctx *ctx);
+/* The ctx's cudaStream_t (every op of the ctx is queued on it). */
+void *sdw_cuda_stream(const sdw_ctx *ctx);
+/* The ctx's CUDA device ordinal. */
+int sdw_cuda_device(const sdw_ctx *ctx);
+/* Bytes of device memory this ctx has allocated now and at its peak
+ * (alloc/free and the op workspace). */
+void sdw_cuda_memory_stats(const sdw_ctx *ctx, size_t *in_use, size_t *peak);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
