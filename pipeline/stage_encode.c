@@ -79,7 +79,7 @@
 enum { SEQ_LEN = 77, NCOL = 7 };
 
 typedef struct enc_options {
-  const char *data, *shards, *vae, *vae_config, *split;
+  const char *data, *shards, *vae, *vae_config, *split, *device;
   int64_t image_size, chunk_size, batch;
   int shard_index, num_shards;
   bool finish_only, skip_bad;
@@ -106,6 +106,9 @@ static void usage(FILE *out) {
           "  --image-size N          square size the images are cropped to (default 512)\n"
           "  --chunk-size N          samples per chunk file (default 256)\n"
           "  --batch N               images per VAE call (default 4)\n"
+          "  --device cpu|cuda       where the VAE runs (default cpu, every core); cuda uses\n"
+          "                          the first visible GPU: one process per GPU with\n"
+          "                          CUDA_VISIBLE_DEVICES and --num-shards\n"
           "  --split S               train, val or all (default all)\n"
           "  --shard-index I         this process's index (default from OMPI_COMM_WORLD_*,\n"
           "                          PMI_* or SLURM_*, else 0)\n"
@@ -129,6 +132,7 @@ static int parse_options(int argc, char **argv, enc_options *o) {
   o->chunk_size = 256;
   o->batch = 4;
   o->split = "all";
+  o->device = "cpu";
   o->shard_index = -1;
   o->num_shards = -1;
   for (int i = 1; i < argc; i++) {
@@ -163,7 +167,10 @@ static int parse_options(int argc, char **argv, enc_options *o) {
       ok = sdw_parse_i64(v, 1, 1 << 20, &o->chunk_size);
     else if (strcmp(a, "--batch") == 0)
       ok = sdw_parse_i64(v, 1, 1024, &o->batch);
-    else if (strcmp(a, "--split") == 0) {
+    else if (strcmp(a, "--device") == 0) {
+      o->device = v;
+      ok = strcmp(v, "cpu") == 0 || strcmp(v, "cuda") == 0;
+    } else if (strcmp(a, "--split") == 0) {
       o->split = v;
       ok = strcmp(v, "train") == 0 || strcmp(v, "val") == 0 || strcmp(v, "all") == 0;
     } else if (strcmp(a, "--shard-index") == 0) {
@@ -270,7 +277,11 @@ static sdw_status encoder_open(encoder *e, const enc_options *o) {
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "--image-size %d is not a multiple of the VAE's downscale factor %d", e->size,
                     f);
-  SDW_TRY(sdw_ctx_create(sdw_backend_cpu(), 0, &e->ctx));
+  const sdw_backend *be = strcmp(o->device, "cuda") == 0 ? sdw_backend_cuda() : sdw_backend_cpu();
+  if (!be)
+    return sdw_fail(SDW_ERR_UNSUPPORTED,
+                    "--device cuda: this build of sdw has no CUDA backend (see sdw info)");
+  SDW_TRY(sdw_ctx_create(be, 0, &e->ctx));
   SDW_TRY(sdw_vae_create(&e->vae, e->ctx, &cfg, SDW_VAE_ENCODER));
   e->vae_ready = true;
   SDW_TRY(sdw_vae_load(&e->vae, e->weights, NULL));

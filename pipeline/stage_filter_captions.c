@@ -18,7 +18,8 @@
  *   no_keyword     --keywords given and none of them occurs
  *   no_latent      a store exists but has no latent under the sample's key
  *                  (encode --skip-bad left it out): dropped from both
- * A term matches as whole words, case-insensitively: its bytes occur with no
+ * A term matches as whole words, case-insensitively for ASCII letters (other
+ * letters must match exactly, unlike Python's str.lower()): its bytes occur with no
  * word character (ASCII letter, digit, '_', or any non-ASCII byte) right
  * before or after, as Python's re.search(r"\b" + re.escape(term) + r"\b")
  * does; a term may hold several words ("stephen colbert").

@@ -100,6 +100,22 @@ if ls -a "$K/latents/train" "$K/latents/val" | grep -F '.tmp.' >/dev/null; then
   exit 1
 fi
 
+# --- SIGINT: the chunk in progress is abandoned, exit 130, state interrupted --------
+I=$tmp/int
+cp -r "$tmp/base" "$I"
+"$SDW" pipeline encode --image-size 64 --chunk-size 8 --data "$I" --vae "$V" --batch 1 \
+  2>/dev/null &
+pid=$!
+sleep 0.3
+kill -INT $pid 2>/dev/null || true
+rc=0
+wait $pid || rc=$?
+if [ $rc -ne 0 ]; then # (0: it had finished before the signal came)
+  [ $rc -eq 130 ]
+  grep -E '"state":[[:space:]]*"interrupted"' "$I/manifests/encode.json" >/dev/null
+  [ ! -e "$I/latents/val/index.json" ]
+fi
+
 # --- two processes -------------------------------------------------------------------
 M=$tmp/multi
 cp -r "$tmp/base" "$M"
