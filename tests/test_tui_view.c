@@ -145,6 +145,27 @@ SDW_TEST(tui_view_content) {
   v.focus = SDW_PANEL_LOG;
   sdw_tui_view_draw(&g, &v, &m, 1764000000.0);
   CHECK(row_has(&g, 3, "something failed") && sdw_tui_grid_at(&g, 2, 3).style == SDW_ROLE_ERROR);
+  /* Preview: the file, its size and how it is drawn, then its prompt; the
+   * image's cells are left blank for the app to draw into. */
+  sdw_preview pv;
+  sdw_preview_init(&pv);
+  pv.width = 64, pv.height = 32;
+  v.preview = &pv;
+  v.preview_mode = SDW_PREVIEW_BLOCKS_256;
+  snprintf(v.preview_path, sizeof v.preview_path, "/runs/demo/samples/sample-step-1-7.png");
+  snprintf(v.preview_prompt, sizeof v.preview_prompt, "a red apple");
+  v.focus = SDW_PANEL_PREVIEW;
+  sdw_tui_view_draw(&g, &v, &m, 1764000000.0);
+  CHECK(row_has(&g, 2, "sample-step-1-7.png  64x32, 256-colour blocks"));
+  CHECK(row_has(&g, 3, "\"a red apple\""));
+  sdw_tui_layout lay = sdw_tui_layout_compute(80, 24, 0, SDW_PANEL_PREVIEW);
+  sdw_tui_rect ir = sdw_panel_preview_image_rect(lay.panel[SDW_PANEL_PREVIEW]);
+  CHECK(ir.x == 1 && ir.y == 4 && ir.w == 78 && ir.h == 18);
+  for (int y = ir.y; y < ir.y + ir.h; y++)
+    for (int x = ir.x; x < ir.x + ir.w; x++)
+      CHECK(sdw_tui_grid_at(&g, x, y).ch == ' ');
+  v.preview = NULL;
+  v.focus = SDW_PANEL_LOG;
   /* A dead job: the status line says so. */
   m.job_alive = false;
   snprintf(m.status_note, sizeof m.status_note, "job not running (last seen 22:31:05)");

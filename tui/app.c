@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/png_image.h"
 #include "core/train/control.h"
 #include "tui/stage_images.h"
 #include "tui/termcaps.h"
@@ -388,6 +389,7 @@ typedef struct state {
   pid_t stage_pids[16];
   char stage_names[16][32];
   int nstage_pids;
+  bool awaiting_sample; /* this viewer asked for a sample: show it when it comes */
 } state;
 
 static void note(state *s, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -504,8 +506,10 @@ static void handle_key(state *s, int key) {
       cJSON *req = sdw_tui_sample_form_request(&v->form);
       if (req) {
         v->overlay = SDW_OVERLAY_NONE;
-        if (send_request(s->socket_path, req, 60000, "sample"))
+        if (send_request(s->socket_path, req, 60000, "sample")) {
           note(s, false, "sample requested: %.200s", v->form.field[SDW_FIELD_PROMPT].text);
+          s->awaiting_sample = true;
+        }
       }
     }
     return;
@@ -520,9 +524,12 @@ static void handle_event(state *s, const cJSON *ev) {
   const cJSON *e = cJSON_GetObjectItemCaseSensitive(ev, "event");
   const cJSON *path = cJSON_GetObjectItemCaseSensitive(ev, "path");
   if (!cJSON_IsString(e)) return;
-  if (strcmp(e->valuestring, "sample") == 0 && cJSON_IsString(path))
+  if (strcmp(e->valuestring, "sample") == 0 && cJSON_IsString(path)) {
     note(s, false, "sample ready: %s", path->valuestring);
-  else if (strcmp(e->valuestring, "checkpoint") == 0 && cJSON_IsString(path))
+    /* The sample this viewer asked for: show it. */
+    if (s->awaiting_sample) s->view.focus = SDW_PANEL_PREVIEW;
+    s->awaiting_sample = false;
+  } else if (strcmp(e->valuestring, "checkpoint") == 0 && cJSON_IsString(path))
     sdw_tui_view_message(&s->view, false, now_s(), "checkpoint written: %s", path->valuestring);
   else if (strcmp(e->valuestring, "state") == 0)
     s->last_poll = 0; /* reread job.json now */
@@ -537,6 +544,20 @@ static void refresh_preview(state *s) {
   if (sdw_preview_load_png(&s->preview, img) == SDW_OK) {
     snprintf(s->view.preview_path, sizeof s->view.preview_path, "%s", img);
     s->view.preview = &s->preview;
+    /* The prompt from the AUTOMATIC1111 infotext ("parameters": the prompt,
+     * then "Negative prompt: ..." and "Steps: ..." lines). */
+    s->view.preview_prompt[0] = 0;
+    sdw_png_image info = {0};
+    if (sdw_png_read(img, 0, &info) == SDW_OK) {
+      const char *p = sdw_png_image_text(&info, "parameters");
+      if (p) {
+        size_t n = strcspn(p, "\n");
+        if (n >= sizeof s->view.preview_prompt) n = sizeof s->view.preview_prompt - 1;
+        memcpy(s->view.preview_prompt, p, n);
+        s->view.preview_prompt[n] = 0;
+      }
+      sdw_png_image_free(&info);
+    }
     s->out.image_damaged[0] = s->out.image_damaged[1] = true;
   }
   /* A PNG still being written fails to decode: tried again when it changes. */

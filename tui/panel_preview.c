@@ -10,7 +10,8 @@
 sdw_tui_rect sdw_panel_preview_image_rect(sdw_tui_rect panel) {
   sdw_tui_rect in = panel.w >= 4 && panel.h >= 3 ? sdw_tui_rect_inner(panel) : panel;
   if (in.h < 3 || in.w < 2) return (sdw_tui_rect){in.x, in.y, 0, 0};
-  return (sdw_tui_rect){in.x, in.y + 1, in.w, in.h - 1};
+  int caption = in.h >= 8 ? 2 : 1; /* the file, then its prompt when there is room */
+  return (sdw_tui_rect){in.x, in.y + caption, in.w, in.h - caption};
 }
 
 void sdw_panel_preview_draw(sdw_tui_grid *g, sdw_tui_rect r, const sdw_tui_view *v,
@@ -30,7 +31,10 @@ void sdw_panel_preview_draw(sdw_tui_grid *g, sdw_tui_rect r, const sdw_tui_view 
   sdw_tui_grid_printf(g, in, in.x + 1 + used, in.y, in.w - 2 - used, SDW_ROLE_DIM, " %dx%d, %s",
                       v->preview->width, v->preview->height,
                       sdw_preview_mode_name(v->preview_mode));
+  if (in.h >= 8 && v->preview_prompt[0])
+    sdw_tui_grid_printf(g, in, in.x + 1, in.y + 1, in.w - 2, SDW_ROLE_NORMAL, "\"%s\"",
+                        v->preview_prompt);
   if (v->preview_mode == SDW_PREVIEW_TEXT && in.h > 2)
-    sdw_tui_grid_text(g, in, in.x + 1, in.y + 2, in.w - 2, SDW_ROLE_DIM,
+    sdw_tui_grid_text(g, in, in.x + 1, in.y + 3, in.w - 2, SDW_ROLE_DIM,
                       "(no colour here: open the PNG to see it)");
 }

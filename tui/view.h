@@ -75,6 +75,7 @@ typedef struct sdw_tui_view {
   const sdw_preview *preview;     /* borrowed; the loaded image or NULL */
   sdw_preview_mode preview_mode;
   char preview_path[1024];          /* the file the preview shows ("" none) */
+  char preview_prompt[512];         /* its prompt (the infotext's first line), "" none */
   int stage_image;                  /* which sample image in a stage's report (Left/Right) */
   const sdw_preview *stage_preview; /* borrowed: that image decoded, or NULL */
   char stage_image_label[512];      /* its name, or why there is none */
