@@ -112,12 +112,11 @@ $(BENCH_BIN): $(BENCH_OBJS) $(LIBSDW)
 deps:
 	@tools/deps.sh
 
-# The demo (the whole product on the CPU, in the workbench) comes with its own
-# issue; until then say so plainly instead of make's "no rule" error.
-demo:
-	@echo "sdw: make demo is not available yet (it needs the trainer and the workbench);" >&2
-	@echo "sdw: 'make test' and 'build/sdw sample --help' work today (see README.md)" >&2
-	@exit 1
+# The demo: the emoji data set through the pipeline stages, then live
+# training in the workbench (sdw-demo(1)); DEMO_ARGS="--headless" for scripts.
+demo: deps
+	@$(MAKE) --no-print-directory $(SDW)
+	@$(SDW) demo $(DEMO_ARGS)
 
 # --- tests -----------------------------------------------------------------------
 test: deps
