@@ -62,6 +62,7 @@ typedef struct job {
   bool heartbeat_on, heartbeat_quit;
   cJSON *snapshot; /* under job_lock */
   bool paused, stop_req;
+  bool no_echo; /* events.log only (the caller prints the final error) */
   int64_t last_saved_step;
   sample_req queue[MAX_QUEUE];
   int nqueue;
@@ -173,7 +174,8 @@ static void job_log(job *j, const char *level, const char *fmt, ...) {
   va_end(ap);
   if (!j->rank0) return;
   if (j->dir_open) sdw_run_dir_event(&j->dir, level, "%s", msg);
-  if (!j->opt->quiet || strcmp(level, "INFO") != 0) fprintf(stderr, "sdw: train: %s\n", msg);
+  if (!j->no_echo && (!j->opt->quiet || strcmp(level, "INFO") != 0))
+    fprintf(stderr, "sdw: train: %s\n", msg);
 }
 
 static void trainer_log(void *user, int level, const char *message) {
@@ -493,6 +495,7 @@ static sdw_status loop(job *j) {
       snprintf(j->error, sizeof j->error,
                "%lld non-finite steps in a row: stopped; the last good checkpoint is %s",
                (long long)r.nonfinite_run, j->last_ckpt[0] ? j->last_ckpt : "(none)");
+      j->no_echo = true; /* the caller prints it */
       job_log(j, "ERROR", "%s", j->error);
       set_state(j, "failed");
       return sdw_fail(SDW_ERR_INTERNAL, "%s", j->error);
@@ -594,6 +597,7 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
   }
   if (st != SDW_OK && st != SDW_ERR_INTERRUPTED && strcmp(j->state, "failed") != 0) {
     snprintf(j->error, sizeof j->error, "%s", sdw_last_error());
+    j->no_echo = true;
     job_log(j, "ERROR", "%s", j->error);
     set_state(j, "failed");
   }
