@@ -7,7 +7,7 @@ Sample i has class k = i % 4: its latent is a fixed smooth pattern of that
 class (plus a little noise) and its caption "class k" has the token 320 + k,
 so a UNet can learn to denoise it and to tell the classes apart.
 
-usage: make_latent_store.py DIR [--count N] [--size HW] [--chunk M] [--seed S]
+usage: make_latent_store.py DIR [--count N] [--size HW] [--chunk M] [--seed S] [--nan]
 """
 import argparse
 import hashlib
@@ -57,6 +57,7 @@ def main():
     ap.add_argument("--size", type=int, default=8)
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--nan", action="store_true", help="every latent NaN (non-finite step tests)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     rng = np.random.default_rng(a.seed)
@@ -75,6 +76,8 @@ def main():
             for c in range(4):
                 lat[j, c] = 0.8 * np.sin(0.7 * (k + 1) * x + 0.5 * c) * np.cos(0.4 * (k + 1) * y - c)
             lat[j] += 0.05 * rng.standard_normal((4, hw, hw))
+            if a.nan:
+                lat[j] = np.nan
             ids[j, 0], ids[j, 1] = 49406, 320 + k
             mask[j, :3] = 1
             keys.append(f"synthetic::{i:06d}")

@@ -17,6 +17,8 @@
 #  - the same config twice gives the same bytes of weights (determinism);
 #  - --export-ema gives a UNet folder that sdw sample opens, and sdw sample
 #    --model RUN (or a checkpoint) gives the same image (EMA), another with --no-ema;
+#  - NaN data: skipped steps logged, max_nonfinite in a row fail the run with
+#    the last good checkpoint intact;
 #  - usage errors: unknown key (names file:line), missing --run: status 2.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -145,6 +147,24 @@ exported, ema, raw = (np.asarray(Image.open(p)) for p in sys.argv[1:])
 assert (exported == ema).all(), "the run's EMA sample differs from the exported EMA weights'"
 assert not (ema == raw).all(), "--no-ema gave the EMA image"
 EOF
+
+# non-finite steps: a store of NaN latents on top of the finished run (2 more
+# epochs): each step is skipped and logged, max_nonfinite = 3 in a row fail the
+# run, and the last good checkpoint stays the latest, byte for byte
+"$PY" tools/make_latent_store.py "$tmp/nan" --count 64 --nan
+cp "$R/checkpoints/step-00000064.safetensors" "$tmp/good.safetensors"
+set +e
+"$SDW" train --run "$R" --quiet --set train_data="$tmp/nan" --set epochs=6 --set max_nonfinite=3 \
+  2>"$tmp/err"
+rc=$?
+set -e
+test $rc = 1
+grep -F "3 non-finite steps in a row" "$tmp/err" >/dev/null
+grep -E '"state":"failed"' "$R/job.json" >/dev/null
+test "$(grep -c '"skipped":true' "$R/metrics.jsonl")" = 3
+test "$(grep -c 'WARN step 6[5-7] skipped: non-finite loss' "$R/events.log")" = 3
+test "$(cat "$R/checkpoints/latest")" = step-00000064.safetensors
+cmp "$R/checkpoints/step-00000064.safetensors" "$tmp/good.safetensors"
 
 # usage errors
 set +e
