@@ -19,6 +19,8 @@ static const sdw_run_component components[] = {
      sdw_run_unet_grad_usage, sdw_run_unet_grad},
     {"allreduce-check", "data-parallel collectives on every rank, checked",
      sdw_run_allreduce_check_usage, sdw_run_allreduce_check},
+    {"cuda-parity", "every op on the CPU and CUDA backends, compared", sdw_run_cuda_parity_usage,
+     sdw_run_cuda_parity},
 };
 enum { COMPONENT_COUNT = sizeof components / sizeof components[0] };
 

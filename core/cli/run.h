@@ -39,6 +39,10 @@ int sdw_run_vae_decode(int argc, char **argv);
 void sdw_run_allreduce_check_usage(FILE *out);
 int sdw_run_allreduce_check(int argc, char **argv);
 
+/* cuda-parity (core/cli/run_cuda_parity.c): CPU vs CUDA for every op. */
+void sdw_run_cuda_parity_usage(FILE *out);
+int sdw_run_cuda_parity(int argc, char **argv);
+
 /* Shared option helpers: argv[*i] is "--name VALUE" or "--name=VALUE";
  * on a match *value receives the value (advancing *i past it) and the
  * function returns 1; 0 when argv[*i] is another option; -1 (message

@@ -55,8 +55,8 @@ template <int A> sdw_status act_forward(sdw_ctx *ctx, const sdw_tensor *x, sdw_t
   cuda_check_same_f32(x, y);
   int64_t n = sdw_tensor_numel(x);
   if (!n) return SDW_OK;
-  act_forward_kernel<A>
-      <<<cuda_grid(n), CUDA_THREADS, 0, cuda_stream(ctx)>>>((const float *)x->data, (float *)y->data, n);
+  act_forward_kernel<A><<<cuda_grid(n), CUDA_THREADS, 0, cuda_stream(ctx)>>>((const float *)x->data,
+                                                                             (float *)y->data, n);
   CUDA_LAUNCH_TRY();
   return SDW_OK;
 }

@@ -36,7 +36,7 @@ struct Geo {
   const unsigned char *mask; /* [B,Tk] or NULL */
   bool causal;
   float scale;
-  int tile;   /* rows per shared tile (32 or 16) */
+  int tile; /* rows per shared tile (32 or 16) */
 };
 
 __device__ inline float warp_max(float v) {
@@ -75,8 +75,7 @@ __device__ inline float dot(const float *a, const float *b, int64_t dh) {
   return s;
 }
 
-template <int NACC>
-__global__ void attn_forward_kernel(Geo g, float *out, float *lse) {
+template <int NACC> __global__ void attn_forward_kernel(Geo g, float *out, float *lse) {
   extern __shared__ float smem[];
   const int64_t ld1 = g.dh + 1;
   float *ks = smem, *vs = ks + g.tile * ld1, *qs = vs + g.tile * ld1;
@@ -276,8 +275,12 @@ __global__ void attn_dkv_kernel(Geo g, const float *lse, const float *dsum, cons
   }
 }
 
-size_t smem_forward(const Geo &g) { return sizeof(float) * (2 * g.tile * (g.dh + 1) + kRows * g.dh); }
-size_t smem_dq(const Geo &g) { return sizeof(float) * (2 * g.tile * (g.dh + 1) + 2 * kRows * g.dh); }
+size_t smem_forward(const Geo &g) {
+  return sizeof(float) * (2 * g.tile * (g.dh + 1) + kRows * g.dh);
+}
+size_t smem_dq(const Geo &g) {
+  return sizeof(float) * (2 * g.tile * (g.dh + 1) + 2 * kRows * g.dh);
+}
 size_t smem_dkv(const Geo &g) {
   return sizeof(float) * (2 * g.tile * (g.dh + 1) + 2 * kRows * g.dh + 2 * g.tile);
 }
@@ -304,8 +307,9 @@ sdw_status pick_tile(sdw_ctx *ctx, Geo *g) {
     g->tile = tile;
     if (smem_forward(*g) <= limit && smem_dq(*g) <= limit && smem_dkv(*g) <= limit) return SDW_OK;
   }
-  return sdw_fail(SDW_ERR_UNSUPPORTED, "cuda attention: head dim %lld needs more shared memory "
-                                       "than this device has (%zu bytes per block)",
+  return sdw_fail(SDW_ERR_UNSUPPORTED,
+                  "cuda attention: head dim %lld needs more shared memory "
+                  "than this device has (%zu bytes per block)",
                   (long long)g->dh, limit);
 }
 
@@ -395,10 +399,10 @@ sdw_status sdw_cuda_attention_forward(sdw_ctx *ctx, const sdw_tensor *q, const s
 }
 
 sdw_status sdw_cuda_attention_backward(sdw_ctx *ctx, const sdw_tensor *q, const sdw_tensor *k,
-                                       const sdw_tensor *v, const sdw_tensor *key_mask,
-                                       bool causal, float scale, const sdw_tensor *out,
-                                       const sdw_tensor *lse, const sdw_tensor *dout,
-                                       sdw_tensor *dq, sdw_tensor *dk, sdw_tensor *dv) {
+                                       const sdw_tensor *v, const sdw_tensor *key_mask, bool causal,
+                                       float scale, const sdw_tensor *out, const sdw_tensor *lse,
+                                       const sdw_tensor *dout, sdw_tensor *dq, sdw_tensor *dk,
+                                       sdw_tensor *dv) {
   SDW_ASSERT(out != NULL && lse != NULL && dout != NULL);
   check_qkv(q, k, v, key_mask, out, lse);
   cuda_check_same_f32(q, dout);

@@ -55,8 +55,8 @@ static sdw_status impl_init(sdw_cuda_impl *im, int device) {
   CUDA_TRY(cudaMalloc((void **)&im->flag, sizeof(int)));
   CUDA_TRY(cudaMallocHost((void **)&im->host_flag, sizeof(int)));
   CUDA_TRY(cudaMallocHost((void **)&im->host_sum, sizeof(double)));
-  CUDA_TRY(cudaDeviceGetAttribute(&im->max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                  device));
+  CUDA_TRY(
+      cudaDeviceGetAttribute(&im->max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   CUDA_TRY(cudaDeviceGetAttribute(&im->sm_count, cudaDevAttrMultiProcessorCount, device));
   const char *tf32 = getenv("SDW_CUDA_TF32");
   im->math = tf32 && strcmp(tf32, "1") == 0 ? SDW_CUDA_MATH_TF32 : SDW_CUDA_MATH_FP32;
@@ -186,8 +186,9 @@ sdw_status sdw_cuda_workspace(sdw_ctx *ctx, size_t bytes, void **out) {
     if (e != cudaSuccess) {
       cudaGetLastError();
       im->workspace = NULL;
-      return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "cuda backend: cannot allocate %zu MiB of workspace: %s",
-                      want >> 20, cudaGetErrorString(e));
+      return sdw_fail(SDW_ERR_OUT_OF_MEMORY,
+                      "cuda backend: cannot allocate %zu MiB of workspace: %s", want >> 20,
+                      cudaGetErrorString(e));
     }
     im->workspace_bytes = want;
     im->in_use += want;

@@ -44,9 +44,9 @@ struct Desc {
 };
 
 struct Geom {
-  int n, c, h, w;   /* X */
-  int k, r, s;      /* W[K,C,R,S] */
-  int p, q;         /* Y spatial */
+  int n, c, h, w; /* X */
+  int k, r, s;    /* W[K,C,R,S] */
+  int p, q;       /* Y spatial */
   int stride, pad;
 };
 
@@ -57,9 +57,12 @@ sdw_status desc_make(const Geom &g, cudnnMathType_t math, Desc *d) {
   CUDNN_TRY(cudnnCreateTensorDescriptor(&d->y));
   CUDNN_TRY(cudnnCreateFilterDescriptor(&d->w));
   CUDNN_TRY(cudnnCreateConvolutionDescriptor(&d->conv));
-  CUDNN_TRY(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g.n, g.c, g.h, g.w));
-  CUDNN_TRY(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g.n, g.k, g.p, g.q));
-  CUDNN_TRY(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, g.k, g.c, g.r, g.s));
+  CUDNN_TRY(
+      cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g.n, g.c, g.h, g.w));
+  CUDNN_TRY(
+      cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g.n, g.k, g.p, g.q));
+  CUDNN_TRY(
+      cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, g.k, g.c, g.r, g.s));
   CUDNN_TRY(cudnnSetConvolution2dDescriptor(d->conv, g.pad, g.pad, g.stride, g.stride, 1, 1,
                                             CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
   CUDNN_TRY(cudnnSetConvolutionMathType(d->conv, math));
@@ -116,7 +119,9 @@ sdw_status algo_get(sdw_ctx *ctx, Dir dir, const Geom &g, Desc *d, Algo *out) {
     return sdw_fail(SDW_ERR_DEVICE,
                     "cuDNN offers no %s algorithm for a %dx%d conv of [%d,%d,%d,%d] -> %d channels "
                     "(stride %d, pad %d)%s",
-                    dir == kFwd ? "forward" : dir == kBwdData ? "backward-data" : "backward-filter",
+                    dir == kFwd       ? "forward"
+                    : dir == kBwdData ? "backward-data"
+                                      : "backward-filter",
                     g.r, g.s, g.n, g.c, g.h, g.w, g.k, g.stride, g.pad,
                     strict ? " without TF32" : "");
   if (strict) best.math = CUDNN_FMA_MATH;
@@ -172,9 +177,17 @@ Geom conv_geom(const sdw_tensor *x, const sdw_tensor *w, const sdw_tensor *y, in
              y->shape[3] == wo);
   for (int i = 0; i < 4; i++)
     SDW_ASSERT(fits(x->shape[i]) && fits(w->shape[i]));
-  Geom g = {(int)x->shape[0], (int)x->shape[1], (int)x->shape[2], (int)x->shape[3],
-            (int)w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)ho,
-            (int)wo,          stride,           pad};
+  Geom g = {(int)x->shape[0],
+            (int)x->shape[1],
+            (int)x->shape[2],
+            (int)x->shape[3],
+            (int)w->shape[0],
+            (int)w->shape[2],
+            (int)w->shape[3],
+            (int)ho,
+            (int)wo,
+            stride,
+            pad};
   return g;
 }
 
@@ -192,9 +205,17 @@ Geom convt_geom(const sdw_tensor *x, const sdw_tensor *w, const sdw_tensor *y, i
   SDW_ASSERT(y->shape[3] == (x->shape[3] - 1) * stride - 2 * pad + w->shape[3]);
   for (int i = 0; i < 4; i++)
     SDW_ASSERT(fits(x->shape[i]) && fits(w->shape[i]) && fits(y->shape[i]));
-  Geom g = {(int)y->shape[0], (int)y->shape[1], (int)y->shape[2], (int)y->shape[3],
-            (int)w->shape[0], (int)w->shape[2], (int)w->shape[3], (int)x->shape[2],
-            (int)x->shape[3], stride,           pad};
+  Geom g = {(int)y->shape[0],
+            (int)y->shape[1],
+            (int)y->shape[2],
+            (int)y->shape[3],
+            (int)w->shape[0],
+            (int)w->shape[2],
+            (int)w->shape[3],
+            (int)x->shape[2],
+            (int)x->shape[3],
+            stride,
+            pad};
   return g;
 }
 
@@ -256,8 +277,8 @@ sdw_status sdw_cuda_conv_transpose2d_forward(sdw_ctx *ctx, const sdw_tensor *x, 
 }
 
 sdw_status sdw_cuda_conv_transpose2d_backward(sdw_ctx *ctx, const sdw_tensor *x,
-                                              const sdw_tensor *w, const sdw_tensor *dy,
-                                              int stride, int pad, sdw_tensor *dx, sdw_tensor *dw,
+                                              const sdw_tensor *w, const sdw_tensor *dy, int stride,
+                                              int pad, sdw_tensor *dx, sdw_tensor *dw,
                                               sdw_tensor *db) {
   Geom g = convt_geom(x, w, dy, stride, pad);
   if (dx) {

@@ -21,10 +21,10 @@ typedef struct sdw_cuda_impl {
   sdw_cuda_math math;
   void *workspace; /* device scratch for cuDNN / cuBLAS / reductions, grown on demand */
   size_t workspace_bytes;
-  int *flag;         /* device int: set by kernels that find bad data (token ids) */
-  int *host_flag;    /* pinned mirror of flag */
-  double *host_sum;  /* pinned double for sum_squares */
-  void *conv_cache;  /* conv.cu's algorithm cache (std::map) */
+  int *flag;           /* device int: set by kernels that find bad data (token ids) */
+  int *host_flag;      /* pinned mirror of flag */
+  double *host_sum;    /* pinned double for sum_squares */
+  void *conv_cache;    /* conv.cu's algorithm cache (std::map) */
   size_t in_use, peak; /* bytes from alloc + workspace */
   int max_smem_optin;  /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
   int sm_count;
@@ -146,8 +146,8 @@ SDW_CUDA_OP(conv2d_forward, const sdw_tensor *x, const sdw_tensor *w, const sdw_
             int stride, int pad, sdw_tensor *y);
 SDW_CUDA_OP(conv2d_backward, const sdw_tensor *x, const sdw_tensor *w, const sdw_tensor *dy,
             int stride, int pad, sdw_tensor *dx, sdw_tensor *dw, sdw_tensor *db);
-SDW_CUDA_OP(conv_transpose2d_forward, const sdw_tensor *x, const sdw_tensor *w,
-            const sdw_tensor *b, int stride, int pad, sdw_tensor *y);
+SDW_CUDA_OP(conv_transpose2d_forward, const sdw_tensor *x, const sdw_tensor *w, const sdw_tensor *b,
+            int stride, int pad, sdw_tensor *y);
 SDW_CUDA_OP(conv_transpose2d_backward, const sdw_tensor *x, const sdw_tensor *w,
             const sdw_tensor *dy, int stride, int pad, sdw_tensor *dx, sdw_tensor *dw,
             sdw_tensor *db);
@@ -171,8 +171,7 @@ SDW_CUDA_OP(linear_backward, const sdw_tensor *x, const sdw_tensor *w, const sdw
 SDW_CUDA_OP(matmul, bool trans_a, bool trans_b, float alpha, const sdw_tensor *a,
             const sdw_tensor *b, float beta, sdw_tensor *c);
 SDW_CUDA_OP(attention_forward, const sdw_tensor *q, const sdw_tensor *k, const sdw_tensor *v,
-            const sdw_tensor *key_mask, bool causal, float scale, sdw_tensor *out,
-            sdw_tensor *lse);
+            const sdw_tensor *key_mask, bool causal, float scale, sdw_tensor *out, sdw_tensor *lse);
 SDW_CUDA_OP(attention_backward, const sdw_tensor *q, const sdw_tensor *k, const sdw_tensor *v,
             const sdw_tensor *key_mask, bool causal, float scale, const sdw_tensor *out,
             const sdw_tensor *lse, const sdw_tensor *dout, sdw_tensor *dq, sdw_tensor *dk,

@@ -11,9 +11,7 @@
 
 namespace {
 
-__global__ void fill_kernel(float *x, int64_t n, float v) {
-  CUDA_FOR(i, n) x[i] = v;
-}
+__global__ void fill_kernel(float *x, int64_t n, float v) { CUDA_FOR(i, n) x[i] = v; }
 
 template <typename From, typename To> __device__ inline To convert(From v);
 template <> __device__ inline __half convert<float, __half>(float v) { return __float2half_rn(v); }
@@ -195,7 +193,8 @@ sdw_status sdw_cuda_cast(sdw_ctx *ctx, const sdw_tensor *x, sdw_tensor *y) {
   cudaStream_t s = cuda_stream(ctx);
   if (x->dtype == y->dtype) {
     if (x->data != y->data)
-      CUDA_TRY(cudaMemcpyAsync(y->data, x->data, sdw_tensor_nbytes(x), cudaMemcpyDeviceToDevice, s));
+      CUDA_TRY(
+          cudaMemcpyAsync(y->data, x->data, sdw_tensor_nbytes(x), cudaMemcpyDeviceToDevice, s));
     return SDW_OK;
   }
   unsigned g = cuda_grid(n);
@@ -299,7 +298,7 @@ sdw_status sdw_cuda_add_channel_bias_backward(sdw_ctx *ctx, const sdw_tensor *dy
   if (!rows) return SDW_OK;
   SDW_ASSERT(rows <= INT32_MAX);
   row_sum_kernel<<<(unsigned)rows, CUDA_THREADS, 0, cuda_stream(ctx)>>>((const float *)dy->data, s,
-                                                                       (float *)dbias->data);
+                                                                        (float *)dbias->data);
   CUDA_LAUNCH_TRY();
   return SDW_OK;
 }

@@ -68,8 +68,8 @@ sdw_status ids_check(sdw_ctx *ctx, const sdw_tensor *ids, int64_t count, int64_t
   ids_check_kernel<<<cuda_grid(count), CUDA_THREADS, 0, im->stream>>>(
       ids->data, ids->dtype == SDW_I64, count, vocab, im->flag);
   CUDA_LAUNCH_TRY();
-  CUDA_TRY(cudaMemcpyAsync(im->host_flag, im->flag, sizeof(int), cudaMemcpyDeviceToHost,
-                           im->stream));
+  CUDA_TRY(
+      cudaMemcpyAsync(im->host_flag, im->flag, sizeof(int), cudaMemcpyDeviceToHost, im->stream));
   CUDA_TRY(cudaStreamSynchronize(im->stream));
   if (*im->host_flag)
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "a token id is outside the vocabulary [0, %lld)",
@@ -80,8 +80,7 @@ sdw_status ids_check(sdw_ctx *ctx, const sdw_tensor *ids, int64_t count, int64_t
 } // namespace
 
 sdw_status sdw_cuda_timestep_embedding(sdw_ctx *ctx, const sdw_tensor *t,
-                                       const sdw_timestep_embedding_params *params,
-                                       sdw_tensor *y) {
+                                       const sdw_timestep_embedding_params *params, sdw_tensor *y) {
   cuda_check_f32(t);
   cuda_check_f32(y);
   SDW_ASSERT(params != NULL);

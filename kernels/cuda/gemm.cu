@@ -21,7 +21,7 @@ __global__ void bias_rows_kernel(float *y, const float *b, int64_t rows, int64_t
 
 cublasComputeType_t compute_type(const sdw_ctx *ctx) {
   return cuda_impl(ctx)->math == SDW_CUDA_MATH_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32
-                                                     : CUBLAS_COMPUTE_32F;
+                                                    : CUBLAS_COMPUTE_32F;
 }
 
 bool fits_int(int64_t v) { return v >= 0 && v <= INT32_MAX; }
@@ -67,8 +67,8 @@ sdw_status sdw_cuda_linear_forward(sdw_ctx *ctx, const sdw_tensor *x, const sdw_
     beta = 1.0f;
   }
   /* y[M,N] = x[M,K] w[N,K]^T */
-  return gemm_rm(ctx, false, true, m, n, k, 1.0f, (const float *)x->data, 0,
-                 (const float *)w->data, 0, beta, (float *)y->data, 0, 1);
+  return gemm_rm(ctx, false, true, m, n, k, 1.0f, (const float *)x->data, 0, (const float *)w->data,
+                 0, beta, (float *)y->data, 0, 1);
 }
 
 sdw_status sdw_cuda_linear_backward(sdw_ctx *ctx, const sdw_tensor *x, const sdw_tensor *w,
@@ -85,7 +85,8 @@ sdw_status sdw_cuda_linear_backward(sdw_ctx *ctx, const sdw_tensor *x, const sdw
   if (dx) {
     cuda_check_same_f32(x, dx);
     /* dx[M,K] += dy[M,N] w[N,K] */
-    SDW_TRY(gemm_rm(ctx, false, false, m, k, n, 1.0f, dyp, 0, wp, 0, 1.0f, (float *)dx->data, 0, 1));
+    SDW_TRY(
+        gemm_rm(ctx, false, false, m, k, n, 1.0f, dyp, 0, wp, 0, 1.0f, (float *)dx->data, 0, 1));
   }
   if (dw) {
     cuda_check_same_f32(w, dw);

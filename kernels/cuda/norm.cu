@@ -215,8 +215,8 @@ GnDims gn_check(const sdw_tensor *x, int groups) {
 } // namespace
 
 sdw_status sdw_cuda_group_norm_forward(sdw_ctx *ctx, const sdw_tensor *x, const sdw_tensor *gamma,
-                                       const sdw_tensor *beta, int groups, float eps,
-                                       sdw_tensor *y, sdw_tensor *mean, sdw_tensor *rstd) {
+                                       const sdw_tensor *beta, int groups, float eps, sdw_tensor *y,
+                                       sdw_tensor *mean, sdw_tensor *rstd) {
   GnDims d = gn_check(x, groups);
   const float *gp = param_ptr(gamma, d.c), *bp = param_ptr(beta, d.c);
   cuda_check_same_f32(x, y);
@@ -261,9 +261,8 @@ sdw_status sdw_cuda_group_norm_backward(sdw_ctx *ctx, const sdw_tensor *x, const
                                                                   d.cg, d.s, coef);
     CUDA_LAUNCH_TRY();
     int64_t total = rows * d.s;
-    gn_dx_kernel<<<cuda_grid(total), CUDA_THREADS, 0, st>>>(xp, dyp, gp, rp, coef,
-                                                            (float *)dx->data, total, d.c, d.g,
-                                                            d.cg, d.s);
+    gn_dx_kernel<<<cuda_grid(total), CUDA_THREADS, 0, st>>>(
+        xp, dyp, gp, rp, coef, (float *)dx->data, total, d.c, d.g, d.cg, d.s);
     CUDA_LAUNCH_TRY();
   }
   if (dgp || dbp) {

@@ -86,8 +86,8 @@ sdw_status sdw_cuda_adamw_step(sdw_ctx *ctx, sdw_tensor *param, const sdw_tensor
   int64_t n = sdw_tensor_numel(param);
   if (!n) return SDW_OK;
   adamw_kernel<<<cuda_grid(n), CUDA_THREADS, 0, cuda_stream(ctx)>>>(
-      (float *)param->data, (const float *)grad->data, (float *)m->data, (float *)v->data, n,
-      decay, w1.coeff, w1.small, b2, one_minus_b2, neg_step_size, bc2_sqrt, (float)params->eps,
+      (float *)param->data, (const float *)grad->data, (float *)m->data, (float *)v->data, n, decay,
+      w1.coeff, w1.small, b2, one_minus_b2, neg_step_size, bc2_sqrt, (float)params->eps,
       params->grad_scale);
   CUDA_LAUNCH_TRY();
   return SDW_OK;
