@@ -18,7 +18,7 @@
 void sdw_run_unet_grad_usage(FILE *out) {
   fprintf(out,
           "usage: sdw run unet-grad --model PATH --in IN.safetensors --out OUT.safetensors\n"
-          "                         [--no-context] [--checkpoint]\n"
+          "                         [--no-context] [--checkpoint] [--backend NAME]\n"
           "\n"
           "Runs the trainer's UNet forward and backward with the plain MSE loss\n"
           "mean((out - target)^2) over every element, and writes the loss and the\n"
@@ -35,6 +35,7 @@ void sdw_run_unet_grad_usage(FILE *out) {
           "  --out FILE     the output file (written atomically)\n"
           "  --no-context   ignore IN's context (the seed's unconditional path)\n"
           "  --checkpoint   per-ResBlock gradient checkpointing (the same gradients)\n"
+          "  --backend NAME the op backend: cpu (default) or cuda (GPU 0, fp32 mode)\n"
           "  --help         print this text\n");
 }
 
@@ -72,7 +73,7 @@ static void grad_state_free(grad_state *s) {
 }
 
 static sdw_status run(grad_state *s, const char *model, const char *in_path, const char *out_path,
-                      bool no_context, bool checkpoint) {
+                      bool no_context, bool checkpoint, const char *backend) {
   SDW_TRY(sdw_safetensors_open(in_path, &s->in));
   static const char *const sample_names[] = {"sample", "x", "x_t"};
   static const char *const time_names[] = {"timestep", "t", "timesteps"};
@@ -109,7 +110,12 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
   free(t1);
   if (ec) SDW_TRY(sdw_run_read_f32(s->in, ec, false, &s->c));
 
-  SDW_TRY(sdw_ctx_create(sdw_backend_cpu(), 0, &s->ctx));
+  const sdw_backend *be = sdw_backend_cpu();
+  if (strcmp(backend, "cuda") == 0) {
+    be = sdw_backend_cuda();
+    if (!be) return sdw_fail(SDW_ERR_UNSUPPORTED, "this build has no CUDA backend");
+  }
+  SDW_TRY(sdw_ctx_create(be, 0, &s->ctx));
   SDW_TRY(sdw_unet_open(&s->model, s->ctx, model));
   s->model_ready = true;
   SDW_TRY(sdw_unet_grads_create(&s->grads, &s->model));
@@ -192,7 +198,7 @@ static sdw_status run(grad_state *s, const char *model, const char *in_path, con
 }
 
 int sdw_run_unet_grad(int argc, char **argv) {
-  const char *model = NULL, *in = NULL, *out = NULL;
+  const char *model = NULL, *in = NULL, *out = NULL, *backend = "cpu";
   bool no_context = false, checkpoint = false;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -208,19 +214,21 @@ int sdw_run_unet_grad(int argc, char **argv) {
       checkpoint = true;
       continue;
     }
-    static const char *const names[] = {"--model", "--in", "--out"};
-    const char **slots[] = {&model, &in, &out};
+    static const char *const names[] = {"--model", "--in", "--out", "--backend"};
+    const char **slots[] = {&model, &in, &out, &backend};
     int matched = 0;
-    for (int k = 0; k < 3 && !matched; k++) {
+    for (int k = 0; k < 4 && !matched; k++) {
       matched = sdw_run_option(argc, argv, &i, names[k], slots[k]);
       if (matched < 0) return 2;
     }
     if (!matched) return usage_error("unknown argument '%s'", a);
   }
   if (!model || !in || !out) return usage_error("%s", "--model, --in and --out are required");
+  if (strcmp(backend, "cpu") != 0 && strcmp(backend, "cuda") != 0)
+    return usage_error("--backend must be cpu or cuda, not '%s'", backend);
   grad_state s;
   memset(&s, 0, sizeof s);
-  sdw_status st = run(&s, model, in, out, no_context, checkpoint);
+  sdw_status st = run(&s, model, in, out, no_context, checkpoint, backend);
   if (st != SDW_OK) sdw_cli_report_error(NULL);
   grad_state_free(&s);
   return st == SDW_OK ? 0 : 1;
