@@ -24,14 +24,18 @@
 #include "core/base/parse.h"
 #include "core/cli/run.h"
 #include "core/train/allreduce.h"
+#ifdef SDW_HAVE_CUDA
+#include "kernels/cuda/cuda_info.h"
+#endif
 
 void sdw_run_allreduce_check_usage(FILE *out) {
-  fprintf(out, "usage: sdw run allreduce-check [--engine auto|single|mpi|tcp] [--n COUNT]\n"
+  fprintf(out, "usage: sdw run allreduce-check [--engine auto|single|mpi|tcp|nccl] [--n COUNT]\n"
                "                                [--repeat K]\n"
                "  Runs the data-parallel collectives on every rank of the world (start it with\n"
                "  mpirun, or with SDW_DIST_INIT/SDW_WORLD_SIZE/SDW_RANK for tcp) and checks\n"
                "  the results against a double-precision reference and across ranks.\n"
-               "  --engine NAME  the allreduce engine (default auto)\n"
+               "  --engine NAME  the allreduce engine (default auto; nccl averages GPU\n"
+               "                 buffers: device = rank modulo the GPUs visible)\n"
                "  --n COUNT      floats per rank (default 100003)\n"
                "  --repeat K     timed repetitions of the mean (default 3)\n"
                "  --fail-rank R  rank R exits with status 1 before the collectives (to check\n"
@@ -58,18 +62,25 @@ static double now_s(void) {
 static int check_run(sdw_allreduce *a, sdw_ctx *ctx, int64_t n, int repeat) {
   const int rank = sdw_allreduce_rank(a), world = sdw_allreduce_world(a);
   int bad = 0;
-  float *buf = NULL, *root = NULL;
-  SDW_TRY(ctx->ops->alloc(ctx, (size_t)n * sizeof(float), (void **)&buf));
-  root = malloc((size_t)n * sizeof(float));
-  if (!root) {
-    ctx->ops->free(ctx, buf);
+  float *dev = NULL, *buf = NULL, *root = NULL;
+  const size_t bytes = (size_t)n * sizeof(float);
+  SDW_TRY(ctx->ops->alloc(ctx, bytes, (void **)&dev));
+  /* buf: the host view of dev (staged through upload/download on a GPU) */
+  buf = ctx->ops->device == SDW_DEVICE_CPU ? dev : malloc(bytes);
+  root = malloc(bytes);
+  if (!root || !buf) {
+    free(root);
+    if (buf != dev) free(buf);
+    ctx->ops->free(ctx, dev);
     return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "allreduce-check: out of host memory");
   }
 
   /* mean of f32 */
   for (int64_t i = 0; i < n; i++)
     buf[i] = check_value(rank, i);
-  sdw_status st = sdw_allreduce_mean_f32(a, ctx, buf, n);
+  sdw_status st = ctx->ops->upload(ctx, dev, buf, bytes);
+  if (st == SDW_OK) st = sdw_allreduce_mean_f32(a, ctx, dev, n);
+  if (st == SDW_OK) st = ctx->ops->download(ctx, buf, dev, bytes);
   double max_err = 0.0;
   int64_t worst = -1;
   for (int64_t i = 0; st == SDW_OK && i < n; i++) {
@@ -128,7 +139,8 @@ static int check_run(sdw_allreduce *a, sdw_ctx *ctx, int64_t n, int repeat) {
   for (int k = 0; st == SDW_OK && k < repeat; k++) {
     if (st == SDW_OK) st = sdw_allreduce_barrier(a);
     double t0 = now_s();
-    if (st == SDW_OK) st = sdw_allreduce_mean_f32(a, ctx, buf, n);
+    if (st == SDW_OK) st = sdw_allreduce_mean_f32(a, ctx, dev, n);
+    if (st == SDW_OK) st = ctx->ops->synchronize(ctx);
     double t = now_s() - t0;
     if (t < best) best = t;
   }
@@ -141,7 +153,8 @@ static int check_run(sdw_allreduce *a, sdw_ctx *ctx, int64_t n, int repeat) {
            identical ? "yes" : "no", repeat > 0 ? best * 1e3 : 0.0, bad ? "FAIL" : "ok");
   fflush(stdout);
   free(root);
-  ctx->ops->free(ctx, buf);
+  if (buf != dev) free(buf);
+  ctx->ops->free(ctx, dev);
   if (st != SDW_OK) return st;
   return bad ? sdw_fail(SDW_ERR_INTERNAL, "allreduce-check: %d check(s) failed on rank %d", bad,
                         rank)
@@ -197,7 +210,23 @@ int sdw_run_allreduce_check(int argc, char **argv) {
     return 1;
   }
   sdw_ctx *ctx = NULL;
-  st = sdw_ctx_create(sdw_backend_cpu(), 0, &ctx);
+#ifdef SDW_HAVE_CUDA
+  if (strcmp(sdw_allreduce_engine(a), "nccl") == 0) {
+    /* GPU buffers; ranks share the visible GPUs round robin */
+    sdw_cuda_info info;
+    sdw_cuda_query_info(&info);
+    if (!sdw_backend_cuda() || info.device_count < 1) {
+      fprintf(stderr, "sdw: run allreduce-check: engine nccl needs a GPU (%s)\n",
+              info.device_error[0] ? info.device_error : "none visible");
+      sdw_allreduce_free(a);
+      return 1;
+    }
+    st = sdw_ctx_create(sdw_backend_cuda(), sdw_allreduce_rank(a) % info.device_count, &ctx);
+  } else
+#endif
+  {
+    st = sdw_ctx_create(sdw_backend_cpu(), 0, &ctx);
+  }
   if (st == SDW_OK) st = check_run(a, ctx, n, (int)repeat);
   if (st != SDW_OK) fprintf(stderr, "sdw: run allreduce-check: %s\n", sdw_last_error());
   sdw_ctx_destroy(ctx);

@@ -7,6 +7,10 @@
 #include <string.h>
 
 #include "core/train/allreduce_impl.h"
+#ifdef SDW_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/nccl_engine.h"
+#endif
 
 struct sdw_allreduce {
   const sdw_allreduce_ops *engine; /* NULL: single */
@@ -15,6 +19,8 @@ struct sdw_allreduce {
   int world;
   float *stage; /* host staging for non-CPU backends (malloc'd, grows) */
   size_t stage_cap;
+  bool nccl;       /* engine "nccl": CUDA buffers go through NCCL, the rest through engine */
+  void *nccl_comm; /* sdw_nccl, made at the first CUDA mean (collective) */
 };
 
 static int env_set(const char *name) {
@@ -50,9 +56,20 @@ sdw_status sdw_allreduce_init(const char *engine, sdw_allreduce **out) {
     st = sdw_allreduce_mpi_open(&a->engine, &a->impl, &a->rank, &a->world);
   } else if (strcmp(engine, "tcp") == 0) {
     st = sdw_allreduce_tcp_open(&a->engine, &a->impl, &a->rank, &a->world);
+  } else if (strcmp(engine, "nccl") == 0) {
+#ifdef SDW_HAVE_CUDA
+    /* the host engine exchanges NCCL's id and carries the host collectives */
+    a->nccl = true;
+    if (sdw_allreduce_mpi_launched())
+      st = sdw_allreduce_mpi_open(&a->engine, &a->impl, &a->rank, &a->world);
+    else
+      st = sdw_allreduce_tcp_open(&a->engine, &a->impl, &a->rank, &a->world);
+#else
+    st = sdw_fail(SDW_ERR_UNSUPPORTED, "allreduce: engine 'nccl' needs a build with CUDA");
+#endif
   } else {
     st = sdw_fail(SDW_ERR_INVALID_ARGUMENT,
-                  "allreduce: unknown engine '%s' (auto, single, mpi or tcp)", engine);
+                  "allreduce: unknown engine '%s' (auto, single, mpi, tcp or nccl)", engine);
   }
   if (st != SDW_OK) {
     free(a);
@@ -80,14 +97,25 @@ sdw_status sdw_allreduce_init_tcp(const char *init, int world, int rank, double 
 
 void sdw_allreduce_free(sdw_allreduce *a) {
   if (!a) return;
+#ifdef SDW_HAVE_CUDA
+  sdw_nccl_destroy(a->nccl_comm);
+#endif
   if (a->engine) a->engine->destroy(a->impl);
   free(a->stage);
   free(a);
 }
 
 const char *sdw_allreduce_engine(const sdw_allreduce *a) {
+  if (a->nccl) return "nccl";
   return a->engine ? a->engine->name : "single";
 }
+
+#ifdef SDW_HAVE_CUDA
+static sdw_status nccl_bcast(void *user, void *buf, size_t bytes, int root) {
+  sdw_allreduce *a = user;
+  return a->engine->broadcast(a->impl, buf, bytes, root);
+}
+#endif
 int sdw_allreduce_rank(const sdw_allreduce *a) { return a->rank; }
 int sdw_allreduce_world(const sdw_allreduce *a) { return a->world; }
 
@@ -106,6 +134,14 @@ sdw_status sdw_allreduce_mean_f32(sdw_allreduce *a, sdw_ctx *ctx, float *buf, in
     scale_f32(buf, n, inv);
     return SDW_OK;
   }
+#ifdef SDW_HAVE_CUDA
+  if (a->nccl && ctx->ops == sdw_backend_cuda()) {
+    if (!a->nccl_comm)
+      SDW_TRY(sdw_nccl_create(a->rank, a->world, sdw_cuda_device(ctx), nccl_bcast, a,
+                              (sdw_nccl **)&a->nccl_comm));
+    return sdw_nccl_allreduce_scaled_f32(a->nccl_comm, buf, n, inv, sdw_cuda_stream(ctx));
+  }
+#endif
   const size_t bytes = (size_t)n * sizeof(float);
   if (a->stage_cap < (size_t)n) {
     float *p = realloc(a->stage, bytes);

@@ -9,6 +9,10 @@
  *    Launch with `mpirun -np N sdw ...`.
  *  - "tcp":    plain sockets, rank 0 reduces (env SDW_DIST_INIT=tcp://host:port,
  *    SDW_WORLD_SIZE, SDW_RANK) when built in; see allreduce.c.
+ *  - "nccl":   (CUDA builds) buffers of a CUDA ctx are averaged by NCCL on the
+ *    ctx's stream (sum, then * 1/world); the NCCL id is exchanged, and the
+ *    host collectives run, through "mpi" when launched by mpirun/srun, else
+ *    "tcp". The communicator is made at the first CUDA mean (collective).
  *  - "auto":   the engine named by env SDW_DIST when set; else "mpi" when
  *    launched by mpirun/srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_RANK
  *    set), "tcp" when SDW_DIST_INIT is set, else "single".
@@ -37,7 +41,7 @@ extern "C" {
 
 typedef struct sdw_allreduce sdw_allreduce;
 
-/* engine "auto", "single", "mpi" or "tcp" (NULL = "auto"). *out is owned by
+/* engine "auto", "single", "mpi", "tcp" or "nccl" (NULL = "auto"). *out is owned by
  * the caller (sdw_allreduce_free). SDW_ERR_UNSUPPORTED when the engine's
  * library is missing (names it and the fix), SDW_ERR_INVALID_ARGUMENT for an
  * unknown engine name or inconsistent environment. MPI is initialised once
@@ -52,7 +56,7 @@ void sdw_allreduce_free(sdw_allreduce *a);
 sdw_status sdw_allreduce_init_tcp(const char *init, int world, int rank, double timeout_s,
                                   sdw_allreduce **out);
 
-/* "single", "mpi", "tcp". */
+/* "single", "mpi", "tcp", "nccl". */
 const char *sdw_allreduce_engine(const sdw_allreduce *a);
 int sdw_allreduce_rank(const sdw_allreduce *a);  /* 0 .. world-1 */
 int sdw_allreduce_world(const sdw_allreduce *a); /* >= 1 */

@@ -16,11 +16,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 : "${SDW:=build/sdw}"
-if ! "$SDW" info | grep -q '^  cuda:[0-9]'; then
+if ! "$SDW" info | grep '^  cuda:[0-9]' >/dev/null; then
   echo "SKIP: no CUDA device visible ('$SDW info' lists none)"
   exit 0
 fi
-if ! "$SDW" info | grep -q '^backends: .*cuda'; then
+if ! "$SDW" info | grep '^backends: .*cuda' >/dev/null; then
   echo "SKIP: a GPU is present but this build has no CUDA op backend"
   exit 0
 fi
@@ -69,7 +69,7 @@ else
 fi
 
 step "4. NCCL: two ranks on this GPU (tcp rendezvous)"
-if "$SDW" run allreduce-check --help 2>&1 | grep -q nccl; then
+if "$SDW" run allreduce-check --help 2>&1 | grep nccl >/dev/null; then
   port=$((20000 + RANDOM % 20000))
   pids=()
   for r in 0 1; do
