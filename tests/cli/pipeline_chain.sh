@@ -4,8 +4,8 @@
 # tools/http_test_server.py) -> filter -> download -> preprocess -> build ->
 # encode (vae-tiny golden bundle, 64 px) into a latent store; then again
 # from scratch with kill -9 at random points of every stage (each stage is
-# killed up to twice at a uniformly random moment of its uninterrupted
-# duration, then run until it finishes). The final outputs must be
+# started three times and killed at a uniformly random moment of the first
+# 70% of its uninterrupted duration, then run until it finishes). The final outputs must be
 # byte-identical: the filtered parquet, every shard tar, the dataset parquet
 # files and dataset_config.json, every latent chunk and index.json (sha256).
 # Also: the latent store matches the dataset rows (keys, captions, tokens)
@@ -72,11 +72,11 @@ echo "uninterrupted run (ms): filter ${dur[filter]} download ${dur[download]}" \
 B=$tmp/b
 kills=0 killed=
 for s in $STAGES; do
-  for k in 1 2; do
+  for k in 1 2 3; do
     # shellcheck disable=SC2046
     "$SDW" $(stage_args $s "$B") >/dev/null 2>&1 &
     pid=$!
-    ms=$((RANDOM % (dur[$s] + 1)))
+    ms=$((RANDOM % (dur[$s] * 7 / 10 + 1))) # (a rerun has less left to do)
     sleep "$(printf '%d.%03d' $((ms / 1000)) $((ms % 1000)))"
     kill -9 $pid 2>/dev/null || true
     rc=0
