@@ -628,6 +628,10 @@ int sdw_cmd_demo(int argc, char **argv) {
     say("standard output is not a terminal: running headless (--headless)");
     o.headless = true;
   }
+  /* the run and the demo's own sampling share two cores: OpenMP threads
+   * that spin at barriers while the other process holds a core cost 5-10x
+   * (measured: 80% of the training's cycles in libgomp's spin loop) */
+  setenv("OMP_WAIT_POLICY", "passive", 0);
   say("directory %s", p.dir);
   if ((rc = run_pipeline(&o, &p)) != 0) return rc;
   if ((rc = make_text_encoder(&p)) != 0) return rc;
