@@ -31,6 +31,9 @@
 
 #include "core/cli/run.h"
 #include "kernels/ops.h"
+#ifdef SDW_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
 
 enum { GUARD = 256, MAX_T = 16 };
 
@@ -1040,6 +1043,13 @@ int sdw_run_cuda_parity(int argc, char **argv) {
     sdw_ctx_destroy(p.ref);
     return 0;
   }
+#ifdef SDW_HAVE_CUDA
+  if (dut == sdw_backend_cuda()) {
+    char desc[512];
+    sdw_cuda_describe(p.dut, desc, sizeof desc);
+    printf("device: %s\n", desc);
+  }
+#endif
   double t0 = now_s();
   run_all(&p);
   printf("%d cases, %d failed (%.1f s)\n", p.cases, p.failures, now_s() - t0);

@@ -7,6 +7,7 @@
  * Every op is queued on the ctx's stream and returns as soon as it is queued;
  * upload / download / synchronize wait. Errors of asynchronous work show up
  * at the next checked call (a launch check, a copy, synchronize). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -58,6 +59,7 @@ static sdw_status impl_init(sdw_cuda_impl *im, int device) {
   CUDA_TRY(
       cudaDeviceGetAttribute(&im->max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   CUDA_TRY(cudaDeviceGetAttribute(&im->sm_count, cudaDevAttrMultiProcessorCount, device));
+  CUDA_TRY(cudaDeviceGetAttribute(&im->pageable_access, cudaDevAttrPageableMemoryAccess, device));
   const char *tf32 = getenv("SDW_CUDA_TF32");
   im->math = tf32 && strcmp(tf32, "1") == 0 ? SDW_CUDA_MATH_TF32 : SDW_CUDA_MATH_FP32;
   return SDW_OK;
@@ -205,6 +207,29 @@ extern "C" void sdw_cuda_set_math(sdw_ctx *ctx, sdw_cuda_math math) {
 extern "C" sdw_cuda_math sdw_cuda_get_math(const sdw_ctx *ctx) { return cuda_impl(ctx)->math; }
 extern "C" void *sdw_cuda_stream(const sdw_ctx *ctx) { return (void *)cuda_stream(ctx); }
 extern "C" int sdw_cuda_device(const sdw_ctx *ctx) { return cuda_impl(ctx)->device; }
+extern "C" bool sdw_cuda_pageable_access(const sdw_ctx *ctx) {
+  return cuda_impl(ctx)->pageable_access != 0;
+}
+
+extern "C" void sdw_cuda_describe(const sdw_ctx *ctx, char *buf, size_t size) {
+  const sdw_cuda_impl *im = cuda_impl(ctx);
+  cudaDeviceProp prop;
+  if (cudaGetDeviceProperties(&prop, im->device) != cudaSuccess) {
+    cudaGetLastError();
+    snprintf(buf, size, "cuda:%d (properties unavailable)", im->device);
+    return;
+  }
+  int driver = 0, runtime = 0;
+  cudaDriverGetVersion(&driver);
+  cudaRuntimeGetVersion(&runtime);
+  snprintf(buf, size,
+           "cuda:%d %s, sm_%d%d, %d SMs, %.1f GiB, driver %d runtime %d, pageable memory access "
+           "(HMM/ATS) %s, math %s",
+           im->device, prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+           (double)prop.totalGlobalMem / (1 << 30), driver, runtime,
+           im->pageable_access ? "yes" : "no", im->math == SDW_CUDA_MATH_TF32 ? "tf32" : "fp32");
+}
+
 extern "C" void sdw_cuda_memory_stats(const sdw_ctx *ctx, size_t *in_use, size_t *peak) {
   const sdw_cuda_impl *im = cuda_impl(ctx);
   if (in_use) *in_use = im->in_use;

@@ -27,6 +27,14 @@ sdw_cuda_math sdw_cuda_get_math(const sdw_ctx *ctx);
 void *sdw_cuda_stream(const sdw_ctx *ctx);
 /* The ctx's CUDA device ordinal. */
 int sdw_cuda_device(const sdw_ctx *ctx);
+/* One line about the ctx's device into buf: ordinal, name, compute
+ * capability, memory, and whether kernels can read pageable host memory
+ * (cudaDevAttrPageableMemoryAccess, HMM/ATS): the models' activation arenas
+ * are host mmap memory today, so running a model on this backend needs it
+ * until arenas can be device memory (kernels/cuda/NOTES.md). */
+void sdw_cuda_describe(const sdw_ctx *ctx, char *buf, size_t size);
+/* cudaDevAttrPageableMemoryAccess of the ctx's device. */
+bool sdw_cuda_pageable_access(const sdw_ctx *ctx);
 /* Bytes of device memory this ctx has allocated now and at its peak
  * (alloc/free and the op workspace). */
 void sdw_cuda_memory_stats(const sdw_ctx *ctx, size_t *in_use, size_t *peak);

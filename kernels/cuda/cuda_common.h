@@ -28,6 +28,7 @@ typedef struct sdw_cuda_impl {
   size_t in_use, peak; /* bytes from alloc + workspace */
   int max_smem_optin;  /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
   int sm_count;
+  int pageable_access; /* cudaDevAttrPageableMemoryAccess */
 } sdw_cuda_impl;
 
 static inline sdw_cuda_impl *cuda_impl(const sdw_ctx *ctx) { return (sdw_cuda_impl *)ctx->impl; }
