@@ -501,8 +501,13 @@ sdw_status sdw_image_encode_jpeg(const sdw_image *image, int quality, uint8_t **
   jpeg_set_quality(&job->cinfo, quality, TRUE);
   jpeg_start_compress(&job->cinfo, TRUE);
   while (job->cinfo.next_scanline < job->cinfo.image_height) {
-    JSAMPROW row = image->pixels + (size_t)job->cinfo.next_scanline * image->width * 3;
-    jpeg_write_scanlines(&job->cinfo, &row, 1);
+    /* a row group (16 rows for 4:2:0) per call */
+    JSAMPROW rows[16];
+    JDIMENSION y = job->cinfo.next_scanline, n = job->cinfo.image_height - y;
+    if (n > 16) n = 16;
+    for (JDIMENSION k = 0; k < n; k++)
+      rows[k] = image->pixels + (size_t)(y + k) * image->width * 3;
+    jpeg_write_scanlines(&job->cinfo, rows, n);
   }
   jpeg_finish_compress(&job->cinfo);
   *data = job->buf;
