@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# `sdw demo --headless`, shortened (64 emoji, 4 optimizer steps, 2-step
+# previews, a 4-caption report): the whole chain runs and leaves what the
+# man page promises, checked with other readers than sdw's:
+#  - every pipeline stage's manifest says done; the latent store's index and
+#    chunk (read by the `safetensors` package) hold 3x32x32 pixel-space
+#    images in [-1, 1] with their captions;
+#  - the text encoder folder: config.json a CLIPTextConfig, the weights
+#    under transformers' names with the config's shapes;
+#  - the run: job.json finished, checkpoints/latest names a file;
+#  - the grid: a 5-image PNG (5 x 128 + 4 x 2 wide) whose infotext names the
+#    five demo prompts (Pillow);
+#  - the report: sdw-eval/1 JSON with chance = 5 / training images;
+#  - a second run continues: no pipeline, "continuing", more steps.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${SDW:=build/sdw}"
+SDW=$(realpath "$SDW")
+PY="$PWD/.venv-test/bin/python"
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+"$SDW" demo --help | grep -- --headless >/dev/null
+"$SDW" demo --headless --dir "$tmp/demo" --limit 64 --steps 4 --minutes 5 --preview-steps 2 \
+  --eval-count 4 --eval-steps 2 >"$tmp/out1.txt" 2>&1 || { cat "$tmp/out1.txt"; exit 1; }
+for s in emoji filter download preprocess build encode; do
+  grep "pipeline $s" "$tmp/out1.txt" >/dev/null || { echo "no $s stage"; exit 1; }
+done
+grep "sample grid" "$tmp/out1.txt" >/dev/null
+
+"$PY" - "$tmp/demo" <<'EOF'
+import json, os, sys
+import numpy as np
+from PIL import Image
+from safetensors.numpy import load_file
+
+d = sys.argv[1]
+data = os.path.join(d, "data")
+for s in ["emoji", "filter", "download", "preprocess", "build", "encode"]:
+    m = json.load(open(os.path.join(data, "manifests", s + ".json")))
+    assert m["state"] == "done", (s, m["state"])
+idx = json.load(open(os.path.join(data, "latents", "train", "index.json")))
+assert idx["latent_shape"] == [3, 32, 32] and idx["scaling_factor"] == 1, idx
+t = load_file(os.path.join(data, "latents", "train", idx["chunks"][0]["file"]))
+lat = t["latents"].astype(np.float32)
+assert lat.shape[1:] == (3, 32, 32) and lat.min() >= -1.001 and lat.max() <= 1.001
+assert lat.mean() > 0.3, lat.mean()  # emoji on white: mostly bright
+caps = t["captions.bytes"].tobytes().decode()
+assert "face" in caps, caps[:200]
+
+te = os.path.join(d, "text_encoder")
+cfg = json.load(open(os.path.join(te, "config.json")))
+assert cfg["model_type"] == "clip_text_model" and cfg["hidden_size"] == 64
+assert cfg["num_hidden_layers"] == 2 and cfg["max_position_embeddings"] == 77
+w = load_file(os.path.join(te, "model.safetensors"))
+assert w["text_model.embeddings.token_embedding.weight"].shape == (cfg["vocab_size"], 64)
+assert w["text_model.encoder.layers.1.mlp.fc1.weight"].shape == (cfg["intermediate_size"], 64)
+assert abs(w["text_model.embeddings.token_embedding.weight"].std() - 0.02) < 0.001
+
+run = os.path.join(d, "run")
+job = json.load(open(os.path.join(run, "job.json")))
+assert job["state"] in ("finished", "stopped") and job["step"] == 4, job
+latest = open(os.path.join(run, "checkpoints", "latest")).read().strip()
+assert os.path.exists(os.path.join(run, "checkpoints", latest)), latest
+
+g = Image.open(os.path.join(d, "demo-grid.png"))
+assert g.size == (5 * 128 + 4 * 2, 128), g.size
+info = g.text["parameters"]
+for p in ["red apple", "rocket", "cat face", "pizza", "red heart"]:
+    assert p in info, info
+
+r = json.load(open(os.path.join(d, "eval.json")))
+assert r["format"] == "sdw-eval/1" and r["count"] == 4 and r["k"] == 5
+assert abs(r["chance"]["topk"] - 5 / idx["count"]) < 1e-12
+assert r["trained"]["step"] == 4
+print("demo: stages, store, text encoder, run, grid and report as documented")
+EOF
+
+# again: the data set is reused and the run continues
+"$SDW" demo --headless --dir "$tmp/demo" --steps 6 --minutes 5 --preview-steps 2 --no-eval \
+  >"$tmp/out2.txt" 2>&1 || { cat "$tmp/out2.txt"; exit 1; }
+grep "pipeline skipped" "$tmp/out2.txt" >/dev/null
+grep "continuing the run" "$tmp/out2.txt" >/dev/null
+"$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['step']==6, j" \
+  "$tmp/demo/run/job.json"
+
+rc=0
+"$SDW" demo --bogus 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || { echo "unknown option: exit $rc"; exit 1; }
+echo "demo: ok"
