@@ -20,6 +20,7 @@
  * training, a stop (SIGTERM: the trainer checkpoints first), the grid of
  * the demo prompts (DIR/demo-grid.png) and `sdw eval` (DIR/eval.json). */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <omp.h>
@@ -53,6 +54,7 @@ enum { DEMO_PROMPTS = 5 };
 typedef struct demo_options {
   const char *dir;
   bool headless, all_emoji, eval;
+  bool previewer; /* internal: the interactive demo's preview process */
   double minutes;
   int64_t steps, limit, eval_count, eval_steps, preview_steps;
 } demo_options;
@@ -101,6 +103,10 @@ static int parse_options(int argc, char **argv, demo_options *o) {
     }
     if (strcmp(a, "--no-eval") == 0) {
       o->eval = false;
+      continue;
+    }
+    if (strcmp(a, "--previewer") == 0) {
+      o->previewer = true;
       continue;
     }
     if (i + 1 >= argc) {
@@ -163,7 +169,9 @@ static bool exists(const char *path) {
 }
 
 /* Runs this sdw binary with argv (NULL-terminated, argv[0] ignored) and
- * waits: the exit status, or -1 when it could not start. */
+ * waits: the exit status, or -1 when it could not start. Through
+ * /proc/self/exe: the very binary running, even when a rebuild replaced the
+ * file meanwhile. */
 static int run_sdw(char **argv) {
   char exe[PATH_MAX];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -173,7 +181,7 @@ static int run_sdw(char **argv) {
   pid_t pid;
   fflush(stdout);
   fflush(stderr);
-  if (posix_spawn(&pid, exe, NULL, NULL, argv, environ) != 0) return -1;
+  if (posix_spawn(&pid, "/proc/self/exe", NULL, NULL, argv, environ) != 0) return -1;
   int status = 0;
   while (waitpid(pid, &status, 0) < 0)
     if (errno != EINTR) return -1;
@@ -572,31 +580,48 @@ static int headless(const demo_options *o, const demo_paths *p) {
 
 /* --- interactive ------------------------------------------------------------------------------ */
 
-static int interactive(const demo_options *o, const demo_paths *p) {
-  /* previews from a background child that lives as long as the run */
-  pid_t child = fork();
-  if (child == 0) {
-    setsid();
-    if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr)) _exit(1);
-    omp_set_num_threads(1);
-    preview_state ps = {.first_preview = -1};
-    const double start = now_seconds();
-    for (;;) {
-      job_status j = read_job(p->run);
-      if (j.ok && !job_alive(&j)) break;
-      preview_once(o, p, &ps, start, false);
-      sleep(2);
-    }
-    _exit(0);
+/* The previewer (`sdw demo --dir DIR --previewer`, started by the
+ * interactive demo in its own session): a preview from every new checkpoint
+ * until the run ends. */
+static int previewer(const demo_options *o, const demo_paths *p) {
+  omp_set_num_threads(1);
+  preview_state ps = {.first_preview = -1};
+  const double start = now_seconds();
+  for (;;) {
+    job_status j = read_job(p->run);
+    if (j.ok && !job_alive(&j)) break;
+    preview_once(o, p, &ps, start, false);
+    sleep(2);
   }
-  say("opening the workbench: q detaches (the training goes on); sdw attach %s reattaches", p->run);
-  char exe[PATH_MAX];
+  return 0;
+}
+
+static int interactive(const demo_options *o, const demo_paths *p) {
+  char exe[PATH_MAX], steps[32];
   ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (n <= 0) return 1;
   exe[n] = '\0';
+  /* previews from a process of its own, detached from the terminal */
+  snprintf(steps, sizeof steps, "%lld", (long long)o->preview_steps);
+  char *pv[] = {exe,   "demo",        "--dir", (char *)p->dir, "--preview-steps",
+                steps, "--previewer", NULL};
+  posix_spawnattr_t attr;
+  posix_spawn_file_actions_t fa;
+  posix_spawnattr_init(&attr);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID);
+  posix_spawn_file_actions_init(&fa);
+  for (int fd = 0; fd < 3; fd++)
+    posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd ? O_WRONLY : O_RDONLY, 0);
+  pid_t pid;
+  if (posix_spawn(&pid, "/proc/self/exe", &fa, &attr, pv, environ) != 0)
+    say("previews: cannot start the previewer (%s); the workbench shows the run without them",
+        strerror(errno));
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  say("opening the workbench: q detaches (the training goes on); sdw attach %s reattaches", p->run);
   char *argv[] = {exe, "attach", (char *)p->run, NULL};
   fflush(stdout);
-  execv(exe, argv);
+  execv("/proc/self/exe", argv);
   fprintf(stderr, "sdw: demo: cannot start the workbench: %s\n", strerror(errno));
   return 1;
 }
@@ -624,6 +649,7 @@ int sdw_cmd_demo(int argc, char **argv) {
     sdw_cli_report_error("demo");
     return 1;
   }
+  if (o.previewer) return previewer(&o, &p);
   if (!o.headless && !isatty(STDOUT_FILENO)) {
     say("standard output is not a terminal: running headless (--headless)");
     o.headless = true;
