@@ -191,6 +191,7 @@ SDW_TEST(train_resume_bit_identical) {
   same_state(a, b);
   sdw_trainer_free(a);
   sdw_trainer_free(b);
+  train_fixture_restore_threads();
 }
 
 /* A damaged newest checkpoint is refused (hash) and the previous one used. */
@@ -260,6 +261,7 @@ SDW_TEST(train_checkpoint_fallback) {
   }
   sdw_list_files_free(names, count);
   sdw_trainer_free(t);
+  train_fixture_restore_threads();
 }
 
 /* NaN latents: every step is skipped and nothing changes. */
@@ -311,6 +313,7 @@ SDW_TEST(train_nonfinite_skips) {
   CHECK(memcmp(w0, b.model, bytes) == 0);
   free(w0);
   sdw_trainer_free(t);
+  train_fixture_restore_threads();
 }
 
 /* A checkpoint opens as a UNet (for samplers): EMA or raw weights, exactly. */
@@ -349,6 +352,7 @@ SDW_TEST(train_checkpoint_load_unet) {
   CHECK(memcmp(b.ema, b.model, n) != 0);
   sdw_ctx_destroy(ctx);
   sdw_trainer_free(t);
+  train_fixture_restore_threads();
 }
 
 /* text_encoder = none: the contexts stored in the latent store feed the UNet
@@ -410,4 +414,5 @@ SDW_TEST(train_stored_context) {
   CHECK_OK(sdw_train_config_set(&c, "text_encoder", "none", "t"));
   CHECK_OK(sdw_train_config_set(&c, "cfg_dropout", "0", "t"));
   CHECK(sdw_trainer_create(&c, NULL, NULL, NULL, &t) == SDW_ERR_INVALID_ARGUMENT);
+  train_fixture_restore_threads();
 }

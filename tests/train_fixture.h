@@ -4,7 +4,9 @@
 #ifndef SDW_TESTS_TRAIN_FIXTURE_H
 #define SDW_TESTS_TRAIN_FIXTURE_H
 
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +70,21 @@ static inline void train_fixture_store(const char *dir, int n, int hw) {
     free(mask);
   }
   CHECK_OK(sdw_latent_store_finish(dir, "train", chunks, 0.18215, hw * 2, "synthetic"));
+}
+
+/* The trainer applies `threads` to the whole process; tests put the
+ * runner's count back when they are done (train_fixture_restore_threads). */
+static int train_fixture_saved_threads;
+
+__attribute__((constructor)) static void train_fixture_record_threads(void) {
+  train_fixture_saved_threads = omp_get_max_threads(); /* before any test ran */
+}
+
+static inline void train_fixture_restore_threads(void) {
+  if (train_fixture_saved_threads > 0) {
+    omp_set_num_threads(train_fixture_saved_threads);
+    openblas_set_num_threads(train_fixture_saved_threads);
+  }
 }
 
 /* The tiny config over store dir. */
