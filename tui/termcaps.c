@@ -213,12 +213,12 @@ sdw_status sdw_termcaps_probe(int in_fd, int out_fd, int timeout_ms, sdw_termcap
       if (n < 0) st = sdw_fail(SDW_ERR_IO, "terminal: read failed: %s", strerror(errno));
       break;
     }
-    size_t room = *kept < keep_cap ? keep_cap - *kept : 0;
-    *kept += sdw_termcaps_feed(&parser, caps, buf, (size_t)n, keep + *kept, room);
+    size_t room = keep && *kept < keep_cap ? keep_cap - *kept : 0;
+    *kept += sdw_termcaps_feed(&parser, caps, buf, (size_t)n, room ? keep + *kept : NULL, room);
   }
   /* a partial sequence left over (a lone ESC key) belongs to the user */
-  size_t room = *kept < keep_cap ? keep_cap - *kept : 0;
-  *kept += sdw_termcaps_flush(&parser, keep + *kept, room);
+  size_t room = keep && *kept < keep_cap ? keep_cap - *kept : 0;
+  *kept += sdw_termcaps_flush(&parser, room ? keep + *kept : NULL, room);
   /* TCSANOW, not TCSAFLUSH: flushing would discard what the user typed */
   if (tcsetattr(in_fd, TCSANOW, &saved) != 0 && st == SDW_OK)
     st = sdw_fail(SDW_ERR_IO, "terminal: cannot restore its mode: %s", strerror(errno));
