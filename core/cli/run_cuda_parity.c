@@ -48,7 +48,8 @@ typedef struct ptensor {
 
 typedef struct parity {
   sdw_ctx *ref, *dut;
-  const char *filter;
+  char **filters; /* case-name substrings (any matches); none: every case */
+  int nfilters;
   uint64_t rng;
   int cases, failures;
   ptensor t[MAX_T];
@@ -189,7 +190,10 @@ static double pt_rel_err(parity *p, int i, bool *bits_equal) {
 }
 
 static bool want_case(const parity *p, const char *name) {
-  return !p->filter || strstr(name, p->filter) != NULL;
+  if (p->nfilters == 0) return true;
+  for (int i = 0; i < p->nfilters; i++)
+    if (strstr(name, p->filters[i])) return true;
+  return false;
 }
 
 static sdw_status run_side(parity *p, op_fn fn, void *arg, int side, double *seconds) {
@@ -1007,11 +1011,12 @@ static void run_all(parity *p) {
 }
 
 void sdw_run_cuda_parity_usage(FILE *out) {
-  fprintf(out, "usage: sdw run cuda-parity [SUBSTRING]\n"
+  fprintf(out, "usage: sdw run cuda-parity [SUBSTRING...]\n"
                "  Every op forward and backward on the CPU and the CUDA backend with the same\n"
-               "  random inputs; one PASS/FAIL line per case (cases whose name contains\n"
-               "  SUBSTRING). SKIP and exit 0 without a CUDA backend or device; exit 1 on a\n"
-               "  failure. Environment: SDW_PARITY_SELF=1 checks the CPU against itself.\n");
+               "  random inputs; one PASS/FAIL line per case (the cases whose name contains\n"
+               "  one of the SUBSTRINGs). SKIP and exit 0 without a CUDA backend or device;\n"
+               "  exit 1 on a failure. Environment: SDW_PARITY_SELF=1 checks the CPU against\n"
+               "  itself.\n");
 }
 
 int sdw_run_cuda_parity(int argc, char **argv) {
@@ -1019,13 +1024,16 @@ int sdw_run_cuda_parity(int argc, char **argv) {
     sdw_run_cuda_parity_usage(stdout);
     return 0;
   }
-  if (argc > 2) {
-    sdw_run_cuda_parity_usage(stderr);
-    return 2;
-  }
+  for (int i = 1; i < argc; i++)
+    if (argv[i][0] == '-') {
+      fprintf(stderr, "sdw: run cuda-parity: unknown option '%s'\n", argv[i]);
+      sdw_run_cuda_parity_usage(stderr);
+      return 2;
+    }
   parity p;
   memset(&p, 0, sizeof p);
-  p.filter = argc > 1 ? argv[1] : NULL;
+  p.filters = argv + 1;
+  p.nfilters = argc - 1;
   p.rng = 20260101;
   const char *self = getenv("SDW_PARITY_SELF");
   const sdw_backend *dut = self && strcmp(self, "1") == 0 ? sdw_backend_cpu() : sdw_backend_cuda();

@@ -28,9 +28,12 @@ for filter in "[2,5,7,9]" "[2,32,9,7]" "B2 Tq37" "n=1001" "embedding"; do
   fi
 done
 grep 'embedding_forward id out of range' "$tmp/self.log" >/dev/null
+# several substrings: the union of their cases
+SDW_PARITY_SELF=1 "$SDW" run cuda-parity "fill [2,5,7,9]" "copy [2,5,7,9]" >"$tmp/two.log"
+[ "$(grep -c '^PASS' "$tmp/two.log")" -eq 2 ]
 
 set +e
-"$SDW" run cuda-parity a b >/dev/null 2>&1
+"$SDW" run cuda-parity --bogus >/dev/null 2>&1
 rc=$?
 set -e
 [ $rc -eq 2 ]
