@@ -278,9 +278,12 @@ static void draw_status(sdw_tui_grid *g, sdw_tui_rect r, const sdw_tui_view *v,
     right = m->status_note;
     role = SDW_ROLE_ERROR;
   } else {
-    static const char *const hints[] = {"p:pause c:ckpt s:sample ?:help q:detach",
-                                        "?:help q:detach", "?:help"};
-    for (size_t i = 0; i < sizeof hints / sizeof hints[0] && !right; i++)
+    static const char *const run_hints[] = {"p:pause c:ckpt s:sample ?:help q:detach",
+                                            "?:help q:detach", "?:help"};
+    static const char *const data_hints[] = {"Enter:report r:run stage ?:help q:quit",
+                                             "?:help q:quit", "?:help"};
+    const char *const *hints = m->run_dir[0] ? run_hints : data_hints;
+    for (size_t i = 0; i < 3 && !right; i++)
       if (sdw_tui_text_width(hints[i]) <= room) right = hints[i];
     if (!right) return;
   }
