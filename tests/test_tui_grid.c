@@ -137,3 +137,19 @@ SDW_TEST(tui_utf8_encode) {
   CHECK(sdw_tui_utf8_encode(0x28FF, b) == 3 && strcmp(b, "\xe2\xa3\xbf") == 0);
   CHECK(sdw_tui_utf8_encode(0x1F600, b) == 4 && strcmp(b, "\xf0\x9f\x98\x80") == 0);
 }
+
+SDW_TEST(tui_standin_for_poor_terminals) {
+  /* UTF-8 with braille: everything as is. */
+  CHECK(sdw_tui_standin(0x28FF, true, false) == 0x28FF &&
+        sdw_tui_standin(0x2500, true, false) == 0x2500);
+  /* The Linux console (UTF-8, no braille glyphs): braille only. */
+  CHECK(sdw_tui_standin(0x2801, false, false) == '*' &&
+        sdw_tui_standin(0x2800, false, false) == ' ');
+  CHECK(sdw_tui_standin(0x250C, false, false) == 0x250C);
+  /* No UTF-8: ASCII for all of it. */
+  CHECK(sdw_tui_standin(0x2500, true, true) == '-' && sdw_tui_standin(0x2502, true, true) == '|');
+  CHECK(sdw_tui_standin(0x250C, true, true) == '+' && sdw_tui_standin(0x2518, true, true) == '+');
+  CHECK(sdw_tui_standin(0x2588, true, true) == '#' && sdw_tui_standin(0x258F, true, true) == '#');
+  CHECK(sdw_tui_standin(0x00B7, true, true) == '.' && sdw_tui_standin(0x4E2D, true, true) == '?');
+  CHECK(sdw_tui_standin('a', false, true) == 'a');
+}

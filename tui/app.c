@@ -311,19 +311,6 @@ static void setup_colors(app *a) {
   }
 }
 
-static uint32_t ascii_standin(uint32_t ch, bool braille_ok, bool ascii) {
-  if (ch >= 0x2800 && ch <= 0x28FF && (!braille_ok || ascii)) return ch == 0x2800 ? ' ' : '*';
-  if (!ascii || ch < 0x80) return ch;
-  if (ch == 0x2500) return '-';
-  if (ch == 0x2502) return '|';
-  if (ch >= 0x250C && ch <= 0x253C) return '+';
-  if (ch >= 0x2581 && ch <= 0x2588) return '#';
-  if (ch >= 0x2589 && ch <= 0x258F) return '#';
-  if (ch == 0x00B7) return '.';
-  if (ch == 0x2026) return '~';
-  return '?';
-}
-
 static void emit_cell(void *user, int x, int y, sdw_tui_cell c) {
   app *a = user;
   for (int i = 0; i < 2; i++) {
@@ -332,7 +319,7 @@ static void emit_cell(void *user, int x, int y, sdw_tui_cell c) {
   }
   if (c.ch == SDW_TUI_WIDE_TAIL) return; /* written with its head */
   uint8_t role = c.style < SDW_ROLE_COUNT ? c.style : 0;
-  wchar_t wc[2] = {(wchar_t)ascii_standin(c.ch, a->braille_ok, a->ascii), 0};
+  wchar_t wc[2] = {(wchar_t)sdw_tui_standin(c.ch, a->braille_ok, a->ascii), 0};
   cchar_t cc;
   setcchar(&cc, wc, a->attrs[role], a->pairs[role], NULL);
   mvadd_wch(y, x, &cc);
@@ -799,6 +786,8 @@ int sdw_tui_run(const sdw_tui_options *o) {
   const char *ctype = setlocale(LC_CTYPE, NULL);
   bool utf8 = ctype && (strstr(ctype, "UTF-8") || strstr(ctype, "utf8") || strstr(ctype, "UTF8"));
   s->out.ascii = !utf8;
+  /* Half blocks are UTF-8 too; sixel is plain 7-bit and stays. */
+  if (!utf8 && s->view.preview_mode != SDW_PREVIEW_SIXEL) s->view.preview_mode = SDW_PREVIEW_TEXT;
   /* The Linux console's fonts have box drawing but no braille. */
   s->out.braille_ok = !(term && strncmp(term, "linux", 5) == 0);
 

@@ -210,3 +210,15 @@ int sdw_tui_utf8_encode(uint32_t cp, char out[5]) {
   out[n] = 0;
   return n;
 }
+
+uint32_t sdw_tui_standin(uint32_t ch, bool braille_ok, bool ascii) {
+  if (ch >= 0x2800 && ch <= 0x28FF && (!braille_ok || ascii)) return ch == 0x2800 ? ' ' : '*';
+  if (!ascii || ch < 0x80) return ch;
+  if (ch == 0x2500) return '-';
+  if (ch == 0x2502) return '|';
+  if (ch >= 0x250C && ch <= 0x253C) return '+';
+  if (ch >= 0x2580 && ch <= 0x258F) return '#';
+  if (ch == 0x00B7) return '.';
+  if (ch == 0x2026) return '~';
+  return '?';
+}

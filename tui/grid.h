@@ -66,6 +66,12 @@ bool sdw_tui_grid_copy(sdw_tui_grid *dst, const sdw_tui_grid *src);
 
 /* The rectangle inside a box (one cell smaller on every side). */
 sdw_tui_rect sdw_tui_rect_inner(sdw_tui_rect r);
+/* What to send for cp on a terminal that lacks it: braille becomes '*'
+ * (blank pattern ' ') when the font has no braille (braille_ok false, the
+ * Linux console) or without UTF-8 (ascii); without UTF-8 also box drawing
+ * becomes - | +, blocks #, the middle dot '.', the ellipsis '~' and anything
+ * else outside ASCII '?'. Otherwise cp itself. */
+uint32_t sdw_tui_standin(uint32_t cp, bool braille_ok, bool ascii);
 /* Encodes cp as UTF-8 into out[5] (NUL-terminated); returns the byte count. */
 int sdw_tui_utf8_encode(uint32_t cp, char out[5]);
 
