@@ -157,14 +157,25 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *user) {
   transfer *t = user;
   size_t n = size * nmemb;
   t->last_activity = mono_now();
+  const int64_t max = t->engine->o.max_bytes;
   if (!t->body_started) {
     t->body_started = true;
     if (t->robots_denied) {
       t->opted_out = true;
       return 0; /* ends the transfer: nothing of an opted-out image is kept */
     }
+    /* a stated length (up to the limit, at most 64 MiB): one buffer of that
+     * size instead of a growing one copied at each doubling */
+    curl_off_t len = -1;
+    if (curl_easy_getinfo(t->easy, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &len) == CURLE_OK &&
+        len > (curl_off_t)t->cap && len <= ((curl_off_t)64 << 20) && (max <= 0 || len <= max)) {
+      uint8_t *p = realloc(t->body, (size_t)len);
+      if (p) {
+        t->body = p;
+        t->cap = (size_t)len;
+      }
+    }
   }
-  const int64_t max = t->engine->o.max_bytes;
   if (max > 0 && (int64_t)(t->size + n) > max) {
     t->too_large = true;
     return 0;
