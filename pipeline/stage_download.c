@@ -1,8 +1,10 @@
 /* `sdw pipeline download`: img2dataset's job in C. Reads URL lists (parquet,
  * txt, csv, tsv, jsonl), downloads with many transfers in flight on one
  * network thread (pipeline/http_fetch.h), decodes / resizes / re-encodes on
- * worker threads (pipeline/image.h) and writes WebDataset shards exactly in
- * img2dataset's layout:
+ * worker threads (pipeline/image.h: JPEG rows go straight into the resize,
+ * and only the region a center crop keeps is decoded and resized, with the
+ * same pixels as a full decode and resize) and writes WebDataset shards
+ * exactly in img2dataset's layout:
  *
  *   OUT/00000.tar          <key>.jpg, <key>.json, <key>.txt per success, in key order
  *   OUT/00000.parquet      one row per URL: [caption,] url, key, status, error_message,
