@@ -11,7 +11,10 @@
 #    process, whose manifest the panel follows (stopped by the test);
 #  - a resize storm (tmux resize-window in a loop) does not kill the viewer;
 #  - q detaches with status 0 while the job goes on; attaching again works
-#    under TERM=screen, tmux-256color and linux, and with NO_COLOR;
+#    under TERM=screen, tmux-256color and linux, with NO_COLOR, and without
+#    a UTF-8 locale (ASCII stand-ins);
+#  - two viewers at once; plain `sdw` at a terminal; the terminal restored
+#    (alternate screen off, cursor on) after SIGTERM and SIGSEGV;
 #  - a job that died (kill -9) shows "job not running (last seen ...)";
 #  - Q asks, and y stops the job.
 # With TUI_SCREENS=DIR the screens are also saved there (for the docs).
@@ -236,12 +239,18 @@ n3=$(steps_logged)
 wait_for 30 more_steps_than "$n3" || fail "the job stopped after q"
 
 # --- attach again under other terminals, and without colour ------------------------------
-for env in TERM=screen TERM=tmux-256color TERM=linux "TERM=xterm-256color NO_COLOR=1"; do
+for env in TERM=screen TERM=tmux-256color TERM=linux "TERM=xterm-256color NO_COLOR=1" \
+  "TERM=screen LC_ALL=C LANG=C"; do
   attach $env
   wait_for 15 screen_has "Curves" || fail "no screen with $env"
   wait_for 15 screen_has "RUNNING" || fail "no status with $env"
   [ "$env" != TERM=linux ] || shot 80x24-term-linux
   [ "$env" = "${env#*NO_COLOR}" ] || shot 80x24-no-color
+  if [ "$env" != "${env#*LC_ALL=C }" ]; then
+    # No UTF-8: ASCII borders and curves.
+    screen_has "+ 2 Curves" || fail "no ASCII border without UTF-8"
+    shot 80x24-ascii
+  fi
   T send-keys -t ui q
   wait_for 10 test -s "$tmp/exit" || fail "q did not exit with $env"
 done
