@@ -216,9 +216,16 @@ static sdw_status jpeg_decode(const void *data, size_t size, const sdw_image_lim
     }
     if (got < n) break;
   }
-  /* the rest is not needed, but read (a truncated file is refused) */
-  if ((int)job->cinfo.output_scanline == y_end && y_end < h)
-    jpeg_skip_scanlines(&job->cinfo, (JDIMENSION)(h - y_end));
+  /* The rest is not needed but must be read: a truncated file is refused.
+   * Skipping to the very end would not read it (libjpeg-turbo then marks
+   * the data as consumed), so all but the last row are skipped (their
+   * entropy data decoded) and the last row is decoded, into a row the
+   * resizer ignores. */
+  if ((int)job->cinfo.output_scanline == y_end && y_end < h) {
+    if (h - y_end > 1) jpeg_skip_scanlines(&job->cinfo, (JDIMENSION)(h - y_end - 1));
+    JSAMPROW last = sdw_image_resizer_row(job->rs, h - 1) + (size_t)col0 * 3;
+    jpeg_read_scanlines(&job->cinfo, &last, 1);
+  }
   job->err.reading_done = job->cinfo.output_scanline == job->cinfo.output_height;
   if (job->err.eof_warning || !job->err.reading_done) {
     st = sdw_fail(SDW_ERR_FORMAT, "truncated JPEG (%dx%d, data ends early)", w, h);

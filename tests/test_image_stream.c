@@ -20,7 +20,12 @@
  *  - The JPEG fixtures of tests/data/image as OpenCV decodes them: decoding
  *    with the resize must give exactly those pixels resized (sizes, crops
  *    and, with SDW_RESIZE_NO, the pixels themselves), and refusals
- *    (truncated, over the limits, not an image) stay refusals. */
+ *    (truncated, over the limits, not an image) stay refusals.
+ *  - Larger JPEGs, where a center crop makes the decoder skip rows
+ *    (portrait) or columns (landscape, jpeg_crop_scanline): identical to the
+ *    full decode (checked against OpenCV by tests/test_image_codec.c) then
+ *    the resize (checked above). Tolerance 0: the needed pixels must be
+ *    exactly a full decode's; a missing margin shows at the crop edges. */
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -332,4 +337,53 @@ SDW_TEST(image_decode_resize_jpeg) {
   CHECK(sdw_image_decode_resize(data, size, &lim, &o, &got, NULL, NULL, NULL) == SDW_ERR_FORMAT);
   CHECK(strstr(sdw_last_error(), "limit") != NULL);
   free(data);
+}
+
+SDW_TEST(image_decode_resize_skips_rows_and_columns) {
+  /* (width, height, mode, size): landscape and portrait center crops that
+   * leave columns / rows out, a keep_ratio that needs everything, odd sizes */
+  struct {
+    int w, h;
+    sdw_resize_mode mode;
+    int size;
+  } cases[] = {{403, 170, SDW_RESIZE_CENTER_CROP, 64},  {150, 411, SDW_RESIZE_CENTER_CROP, 61},
+               {517, 260, SDW_RESIZE_CENTER_CROP, 200}, {230, 229, SDW_RESIZE_CENTER_CROP, 100},
+               {403, 170, SDW_RESIZE_KEEP_RATIO, 64},   {150, 411, SDW_RESIZE_CENTER_CROP, 149}};
+  sdw_test_rng rng = sdw_test_rng_make(7);
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    int w = cases[i].w, h = cases[i].h;
+    sdw_image src = {0}, full = {0}, want = {0}, got = {0};
+    CHECK_OK(sdw_image_alloc(w, h, &src));
+    REQUIRE(src.pixels);
+    /* edges and noise in every channel: chroma differs from pixel to pixel */
+    for (int y = 0; y < h; y++)
+      for (int x = 0; x < w; x++)
+        for (int c = 0; c < 3; c++) {
+          int v = ((x / 7 + y / 5 + c) % 3) * 90 + (int)(sdw_test_rng_u64(&rng) % 40);
+          src.pixels[((size_t)y * w + x) * 3 + c] = (uint8_t)(v > 255 ? 255 : v);
+        }
+    uint8_t *jpg = NULL;
+    size_t njpg = 0;
+    CHECK_OK(sdw_image_encode_jpeg(&src, 90, &jpg, &njpg));
+    sdw_resize_options o = {cases[i].mode, cases[i].size, 1, 0};
+    CHECK_OK(sdw_image_decode(jpg, njpg, NULL, &full, NULL));
+    CHECK_OK(sdw_image_resize(&full, &o, &want));
+    int ow = 0, oh = 0;
+    CHECK_OK(sdw_image_decode_resize(jpg, njpg, NULL, &o, &got, NULL, &ow, &oh));
+    CHECK(ow == w && oh == h);
+    char what[120];
+    snprintf(what, sizeof what, "%dx%d JPEG, mode %d size %d", w, h, (int)o.mode, o.size);
+    if (got.pixels && want.pixels) compare(&got, &want, 1, what);
+    /* truncated in its second half: still refused (the skipped rows' data is read) */
+    sdw_image bad = {0};
+    CHECK_MSG(sdw_image_decode_resize(jpg, njpg * 3 / 4, NULL, &o, &bad, NULL, NULL, NULL) ==
+                  SDW_ERR_FORMAT,
+              "%s: truncated file accepted", what);
+    CHECK(bad.pixels == NULL);
+    free(jpg);
+    sdw_image_free(&src);
+    sdw_image_free(&full);
+    sdw_image_free(&want);
+    sdw_image_free(&got);
+  }
 }
