@@ -130,6 +130,10 @@ test "$(grep -c 'finished at step 64' "$R/events.log")" = 2
 # export the EMA weights and sample from them
 "$SDW" train --export-ema "$R" "$tmp/ema" 2>/dev/null
 [ -s "$tmp/ema/config.json" ] && [ -s "$tmp/ema/weights.safetensors" ]
+# and on to the LDM and diffusers layouts through sdw convert
+"$SDW" convert "$tmp/ema" "$tmp/ema-ldm.safetensors" --format ldm 2>/dev/null
+"$SDW" convert "$tmp/ema" "$tmp/ema-diffusers" --format diffusers 2>/dev/null
+[ -s "$tmp/ema-ldm.safetensors" ] && [ -s "$tmp/ema-diffusers/unet/config.json" ]
 "$SDW" sample --threads 1 --model "$tmp/ema" --text-encoder "$G/clip-text-tiny" --vae "$G/vae-tiny" \
   --width 16 --height 16 --steps 3 --prompt "class 1" --out "$tmp/s.png" 2>/dev/null
 [ -s "$tmp/s.png" ]
