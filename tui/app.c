@@ -793,10 +793,21 @@ int sdw_tui_run(const sdw_tui_options *o) {
 
   install_signals();
   atexit(restore_terminal);
-  if (!initscr()) {
-    fprintf(stderr, "sdw: cannot initialise the terminal (TERM=%s)\n", term ? term : "");
+  /* newterm, not initscr: an unknown or unusable TERM is an error message
+   * here rather than curses exiting the process. */
+  SCREEN *screen = newterm(NULL, stdout, stdin);
+  if (!screen || tigetstr("cup") == NULL || tigetstr("cup") == (char *)-1) {
+    if (screen) {
+      endwin();
+      delscreen(screen);
+    }
+    fprintf(stderr,
+            "sdw: the workbench cannot drive this terminal (TERM=%s): it needs cursor "
+            "addressing; try TERM=xterm-256color\n",
+            term ? term : "");
     return 1;
   }
+  set_term(screen);
   curses_active = 1;
   cbreak();
   noecho();

@@ -255,6 +255,12 @@ for env in TERM=screen TERM=tmux-256color TERM=linux "TERM=xterm-256color NO_COL
   wait_for 10 test -s "$tmp/exit" || fail "q did not exit with $env"
 done
 
+# A terminal without cursor addressing: a clear error, status 1.
+attach TERM=dumb
+wait_for 10 test -s "$tmp/exit" || fail "TERM=dumb: the viewer did not exit"
+[ "$(cat "$tmp/exit")" = 1 ] || fail "TERM=dumb: exit status $(cat "$tmp/exit")"
+grep -F "cannot drive this terminal" "$tmp/viewer.err" >/dev/null || fail "TERM=dumb: no message"
+
 # --- two viewers at once ----------------------------------------------------------------
 attach TERM=screen
 T new-session -d -s ui2 -x 100 -y 30 "$SDW attach $R; echo \$? >$tmp/exit2; sleep 600"
