@@ -330,3 +330,16 @@ SDW_TEST(tui_theme_no_color) {
   CHECK(t.role[SDW_ROLE_SELECTED].attrs & SDW_ATTR_REVERSE);
   CHECK(t.role[SDW_ROLE_ERROR].attrs != 0);
 }
+
+SDW_TEST(tui_theme_settings_file) {
+  char path[512], name[64];
+  snprintf(path, sizeof path, "%s/tui_theme.ini", sdw_test_tmpdir());
+  FILE *f = fopen(path, "w");
+  REQUIRE(f);
+  fputs("# settings\n[tui]\nthemes_dir = x\ntheme = mono\n  theme   =   light  \n", f);
+  fclose(f);
+  sdw_tui_theme_from_file(path, name, sizeof name);
+  CHECK(strcmp(name, "light") == 0); /* the last theme line wins */
+  sdw_tui_theme_from_file("/nonexistent/tui.ini", name, sizeof name);
+  CHECK(name[0] == 0);
+}

@@ -712,35 +712,12 @@ static void socket_events(state *s, double t) {
   }
 }
 
-/* "theme = NAME" from ${XDG_CONFIG_HOME:-~/.config}/sdw/tui.ini (into out;
- * "" when absent). */
-static void config_theme(char *out, size_t cap) {
-  out[0] = 0;
-  char path[1024];
-  const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
-  if (xdg && *xdg)
-    snprintf(path, sizeof path, "%.900s/sdw/tui.ini", xdg);
-  else if (home && *home)
-    snprintf(path, sizeof path, "%.900s/.config/sdw/tui.ini", home);
-  else
-    return;
-  FILE *f = fopen(path, "r");
-  if (!f) return;
-  char line[256];
-  while (fgets(line, sizeof line, f)) {
-    char key[64], value[64];
-    if (sscanf(line, " %63[a-z_] = %63s", key, value) == 2 && strcmp(key, "theme") == 0)
-      snprintf(out, cap, "%s", value);
-  }
-  fclose(f);
-}
-
 static void load_theme(state *s) {
   const char *name = s->opt.theme;
   char from_config[64];
   if (!name || !*name) name = getenv("SDW_THEME");
   if (!name || !*name) {
-    config_theme(from_config, sizeof from_config);
+    sdw_tui_theme_from_config(from_config, sizeof from_config);
     name = from_config;
   }
   bool no_color = sdw_tui_no_color_env() || s->caps.color == SDW_COLOR_NONE;

@@ -66,3 +66,29 @@ bool sdw_tui_theme_load(const char *name, bool no_color, sdw_tui_theme *out) {
   set(out, SDW_ROLE_TAB_ACTIVE, light ? WHITE : BLACK, accent, SDW_ATTR_BOLD);
   return known;
 }
+
+void sdw_tui_theme_from_file(const char *path, char *out, size_t cap) {
+  out[0] = 0;
+  FILE *f = fopen(path, "r");
+  if (!f) return;
+  char line[256];
+  while (fgets(line, sizeof line, f)) {
+    char key[64], value[64];
+    if (sscanf(line, " %63[a-z_] = %63s", key, value) == 2 && strcmp(key, "theme") == 0)
+      snprintf(out, cap, "%s", value);
+  }
+  fclose(f);
+}
+
+void sdw_tui_theme_from_config(char *out, size_t cap) {
+  char path[1024];
+  const char *xdg = getenv("XDG_CONFIG_HOME"), *home = getenv("HOME");
+  out[0] = 0;
+  if (xdg && *xdg)
+    snprintf(path, sizeof path, "%.900s/sdw/tui.ini", xdg);
+  else if (home && *home)
+    snprintf(path, sizeof path, "%.900s/.config/sdw/tui.ini", home);
+  else
+    return;
+  sdw_tui_theme_from_file(path, out, cap);
+}

@@ -10,6 +10,7 @@
 #define SDW_TUI_THEME_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 typedef enum sdw_tui_role {
   SDW_ROLE_NORMAL = 0,
@@ -51,6 +52,12 @@ typedef struct sdw_tui_theme {
 /* The named theme (NULL or unknown: "default"); no_color forces "mono".
  * Returns false for an unknown name (the default theme is still set). */
 bool sdw_tui_theme_load(const char *name, bool no_color, sdw_tui_theme *out);
+/* The value of "theme = NAME" in the workbench's settings file path (an INI
+ * file; sections and other keys are ignored, the last theme line wins) into
+ * out; "" when the file or the key is absent. */
+void sdw_tui_theme_from_file(const char *path, char *out, size_t cap);
+/* The same for ${XDG_CONFIG_HOME:-$HOME/.config}/sdw/tui.ini. */
+void sdw_tui_theme_from_config(char *out, size_t cap);
 /* True when the NO_COLOR environment variable is set to a non-empty value. */
 bool sdw_tui_no_color_env(void);
 
