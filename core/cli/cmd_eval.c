@@ -265,6 +265,7 @@ static void on_signal(int sig) {
 
 typedef struct eval_result {
   int64_t top1, topk, n;
+  int64_t *ranks; /* [n]: per query, training images closer than its own */
   double seconds;
   int64_t step;
 } eval_result;
@@ -275,6 +276,7 @@ static sdw_status eval_model(const eval_options *o, sdw_demo_model *m, const gal
                              eval_result *r) {
   memset(r, 0, sizeof *r);
   r->step = m->step;
+  r->ranks = calloc((size_t)nq, sizeof *r->ranks);
   sdw_txt2img_settings s = sdw_txt2img_settings_default();
   s.width = s.height = g->side;
   s.steps = (int)o->steps;
@@ -306,6 +308,7 @@ static sdw_status eval_model(const eval_options *o, sdw_demo_model *m, const gal
       features_chw(img, S, feat);
       int64_t nearest = 0;
       const int64_t rank = rank_of(g, feat, jobs[i].prompt, &nearest);
+      if (r->ranks) r->ranks[b + i] = rank;
       r->top1 += rank < 1;
       r->topk += rank < o->k;
       r->n++;
@@ -429,11 +432,17 @@ static int run_eval(const eval_options *o) {
       cJSON_AddNumberToObject(t, "top1", (double)trained.top1 / nq);
       cJSON_AddNumberToObject(t, "topk", (double)trained.topk / nq);
       cJSON_AddNumberToObject(t, "seconds", trained.seconds);
+      cJSON *tr = cJSON_AddArrayToObject(t, "ranks");
+      for (int64_t i = 0; trained.ranks && i < nq; i++)
+        cJSON_AddItemToArray(tr, cJSON_CreateNumber((double)trained.ranks[i]));
       if (o->baseline) {
         cJSON *u = cJSON_AddObjectToObject(root, "untrained");
         cJSON_AddNumberToObject(u, "top1", (double)untrained.top1 / nq);
         cJSON_AddNumberToObject(u, "topk", (double)untrained.topk / nq);
         cJSON_AddNumberToObject(u, "seconds", untrained.seconds);
+        cJSON *ur = cJSON_AddArrayToObject(u, "ranks");
+        for (int64_t i = 0; untrained.ranks && i < nq; i++)
+          cJSON_AddItemToArray(ur, cJSON_CreateNumber((double)untrained.ranks[i]));
       }
       cJSON *c = cJSON_AddObjectToObject(root, "chance");
       cJSON_AddNumberToObject(c, "top1", chance1);
@@ -449,6 +458,8 @@ static int run_eval(const eval_options *o) {
       }
     }
   }
+  free(trained.ranks);
+  free(untrained.ranks);
   free(order);
   gallery_free(&g);
   return rc;
