@@ -469,16 +469,22 @@ static const char *load_pixels(const char *shard_dir, const dataset *d, int64_t 
   return NULL;
 }
 
+/* obj[key] = v, replacing or adding. */
+static void set_number(cJSON *obj, const char *key, double v) {
+  if (cJSON_GetObjectItemCaseSensitive(obj, key))
+    cJSON_ReplaceItemInObjectCaseSensitive(obj, key, cJSON_CreateNumber(v));
+  else
+    cJSON_AddNumberToObject(obj, key, v);
+}
+
 /* extra.eta_s and extra.images_per_s from the counts so far. */
 static void update_rate(sdw_manifest *m) {
   const double el = sdw_manifest_now() - m->started_at;
   const int64_t in = atomic_load(&m->in), out = atomic_load(&m->out);
   const int64_t left = m->total - in - atomic_load(&m->skipped);
   const double rate = el > 0 ? (double)in / el : 0;
-  cJSON_ReplaceItemInObject(m->extra, "images_per_s", cJSON_CreateNumber(el > 0 ? out / el : 0));
-  cJSON_ReplaceItemInObject(m->extra, "eta_s",
-                            rate > 0 && left > 0 ? cJSON_CreateNumber(left / rate)
-                                                 : cJSON_CreateNumber(0));
+  set_number(m->extra, "images_per_s", el > 0 ? out / el : 0);
+  set_number(m->extra, "eta_s", rate > 0 && left > 0 ? left / rate : 0);
 }
 
 /* --- chunks ------------------------------------------------------------------------- */
@@ -784,13 +790,13 @@ static sdw_status run_split(const enc_options *o, sdw_manifest *m, encoder *enc,
       char path[8192];
       chunk_path(&r, c, path, sizeof path);
       sdw_manifest_add_output(m, path);
-      cJSON_ReplaceItemInObject(rep, "chunks_done", cJSON_CreateNumber((double)(done + skipped)));
+      set_number(rep, "chunks_done", (double)(done + skipped));
       sdw_manifest_flush(m, false);
     }
   }
-  cJSON_ReplaceItemInObject(rep, "chunks_mine", cJSON_CreateNumber((double)mine));
-  cJSON_ReplaceItemInObject(rep, "chunks_done", cJSON_CreateNumber((double)(done + skipped)));
-  cJSON_ReplaceItemInObject(rep, "chunks_skipped", cJSON_CreateNumber((double)skipped));
+  set_number(rep, "chunks_mine", (double)mine);
+  set_number(rep, "chunks_done", (double)(done + skipped));
+  set_number(rep, "chunks_skipped", (double)skipped);
   bool complete = false;
   if (st == SDW_OK && !*interrupted) st = finish_split(&r, &complete);
   if (st == SDW_OK) {
