@@ -314,7 +314,10 @@ static void group_digits(int64_t v, char *out, size_t size) {
 
 const char *sdw_txt2img_describe(const sdw_txt2img *p, char *buf, size_t size) {
   char count[32];
-  group_digits(sdw_unet_param_count(p->unet), count, sizeof count);
+  int64_t params = sdw_unet_param_count(p->unet);
+  if (params == 0) /* released (low memory): count from the configuration */
+    sdw_unet_count_params(&p->unet->cfg, &params);
+  group_digits(params, count, sizeof count);
   char vae[32];
   if (p->vae)
     snprintf(vae, sizeof vae, "VAE f=%d", vae_factor(p));

@@ -459,6 +459,10 @@ sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt
     sdw_txt2img_set_low_memory(p, reload_part, recipe, free);
     sdw_txt2img_mark_released(p, SDW_TXT2IMG_PART_TEXT_ENCODER);
     sdw_txt2img_mark_released(p, SDW_TXT2IMG_PART_VAE);
+    /* the text encoder comes first in every generate call: the UNet is
+     * opened again after it (opening it here checked that it loads) */
+    sdw_txt2img_part_release(SDW_TXT2IMG_PART_UNET, s.unet);
+    sdw_txt2img_mark_released(p, SDW_TXT2IMG_PART_UNET);
   } else {
     free(recipe);
   }
