@@ -63,6 +63,7 @@
 
 #include "core/base/arena.h"
 #include "core/base/fsutil.h"
+#include "core/base/json.h"
 #include "core/base/latent_store.h"
 #include "core/base/parse.h"
 #include "core/base/safetensors.h"
@@ -379,22 +380,38 @@ static sdw_status dataset_load(const char *path, dataset *d) {
   return st;
 }
 
-/* A byte-array value as a malloc'd NUL-terminated string. */
+/* A byte-array value as a malloc'd NUL-terminated UTF-8 string: the store
+ * holds UTF-8 only, so a byte that does not start a well-formed sequence (or
+ * is NUL) becomes U+FFFD, as Python's decode(errors="replace") does. */
 static char *dup_cell(const dataset *d, int col, int64_t row) {
   size_t n;
   const uint8_t *b = sdw_parquet_array_bytes(&d->col[col], row, &n);
-  char *s = malloc(n + 1);
-  if (s) {
-    if (n) memcpy(s, b, n);
-    s[n] = 0;
+  char *s = malloc(3 * n + 1);
+  if (!s) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < n;) {
+    const uint8_t c = b[i];
+    size_t len = c < 0x80 ? 1 : c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 0;
+    if (c != 0 && len && i + len <= n && sdw_utf8_valid(b + i, len)) {
+      memcpy(s + o, b + i, len);
+      o += len;
+      i += len;
+    } else {
+      memcpy(s + o, "\xEF\xBF\xBD", 3);
+      o += 3;
+      i++;
+    }
   }
+  s[o] = 0;
   return s;
 }
 
+/* Is value (col, row), as dup_cell stores it, the n bytes at p? */
 static bool cell_equals(const dataset *d, int col, int64_t row, const char *p, size_t n) {
-  size_t m;
-  const uint8_t *b = sdw_parquet_array_bytes(&d->col[col], row, &m);
-  return m == n && (n == 0 || memcmp(b, p, n) == 0);
+  char *s = dup_cell(d, col, row);
+  bool eq = s && strlen(s) == n && (n == 0 || memcmp(s, p, n) == 0);
+  free(s);
+  return eq;
 }
 
 /* --- one sample's pixels ---------------------------------------------------------- */

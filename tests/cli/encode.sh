@@ -176,6 +176,41 @@ m = json.load(open(sys.argv[1]))
 assert m["state"] == "done" and m["failures"] == {"decode_error": 1}, m
 EOF
 
+# --- captions that are not UTF-8 (preprocess keeps the bytes as they are): the
+# store holds U+FFFD for each bad byte, as Python's decode(errors="replace"),
+# and a rerun recognises the finished chunk
+U=$tmp/utf
+$P - "$U" <<'EOF'
+import io, os, sys, tarfile
+import numpy as np
+from PIL import Image
+d = sys.argv[1]
+os.makedirs(d + "/shards")
+rng = np.random.default_rng(2)
+with tarfile.open(d + "/shards/00000.tar", "w") as t:
+    for i, cap in enumerate([b"caf\xe9 au lait on a table", b"a plain caption here",
+                             b"nul \x00 inside the caption"]):
+        b = io.BytesIO()
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(b, "PNG")
+        for n, x in (("%03d.jpg" % i, b.getvalue()), ("%03d.txt" % i, cap)):
+            ti = tarfile.TarInfo(n)
+            ti.size = len(x)
+            t.addfile(ti, io.BytesIO(x))
+EOF
+"$SDW" pipeline preprocess --data "$U" --min-size 0 --image-size 16 >/dev/null
+"$SDW" pipeline build --data "$U" --val-size 0 >/dev/null
+"$SDW" pipeline encode --data "$U" --vae pixels --image-size 16
+"$SDW" pipeline encode --data "$U" --vae pixels --image-size 16
+grep -E '"skipped":[[:space:]]*3' "$U/manifests/encode.json" >/dev/null
+$P - "$U/latents/train" <<'EOF'
+import sys
+sys.path.insert(0, "tests/cli")
+from latent_check import store
+caps = sorted(s["caption"] for s in store(sys.argv[1])[1])
+assert caps == ["a plain caption here", "caf\ufffd au lait on a table",
+                "nul \ufffd inside the caption"], caps
+EOF
+
 # --- usage -------------------------------------------------------------------------------
 set +e
 "$SDW" pipeline encode --data "$D" 2>/dev/null
