@@ -1,8 +1,12 @@
 /* `sdw train`: runs a training job in a run directory (core/train/trainer.h),
  * in the foreground or detached, and exports trained weights.
  *
- *   sdw train --config FILE --run RUN [--set KEY=VALUE]... [--detach] [--quiet]
+ *   sdw train --config FILE --run RUN [--set KEY=VALUE]... [--detach|--no-tui] [--quiet]
  *   sdw train --run RUN                  (continue RUN with RUN/config.ini)
+ *
+ * At a terminal (stdin and stdout both ttys) without --detach or --no-tui,
+ * the job is started detached and the workbench (tui/app.h) opens on it;
+ * q leaves the job running. Anything else runs the job in the foreground.
  *   sdw train --print-config [--config FILE] [--set KEY=VALUE]...
  *   sdw train --export-ema RUN|CHECKPOINT OUT     (and --export: raw weights)
  *
@@ -10,6 +14,7 @@
  * 2 usage, 130 / 143 after SIGINT / SIGTERM (a checkpoint is written first). */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -29,40 +34,45 @@
 #include "core/train/control.h"
 #include "core/train/train_config.h"
 #include "core/train/trainer.h"
+#include "tui/app.h"
 
 enum { EXIT_FAILED = 1, EXIT_USAGE = 2 };
 
 static void print_help(FILE *out) {
-  fprintf(out,
-          "usage: sdw train --config FILE --run RUN [--set KEY=VALUE]... [--detach] [--quiet]\n"
-          "       sdw train --run RUN [--set KEY=VALUE]...   (continue with RUN/config.ini)\n"
-          "       sdw train --print-config [--config FILE] [--set KEY=VALUE]...\n"
-          "       sdw train --export-ema RUN|CHECKPOINT OUT\n"
-          "       sdw train --export RUN|CHECKPOINT OUT\n"
-          "\n"
-          "Trains the UNet on a latent store (sdw pipeline encode) as the seed's train.py\n"
-          "does, in the run directory RUN: config.ini, job.json, metrics.jsonl, events.log,\n"
-          "TensorBoard events, checkpoints/ and samples/ (see sdw-formats(5)). A run resumes\n"
-          "from its newest complete checkpoint by itself, exactly where it stopped. While it\n"
-          "runs, sdw ctl RUN status|pause|resume|checkpoint|sample|stop drives it.\n"
-          "\n"
-          "options:\n"
-          "  --config FILE       the configuration (INI key = value; every key and its\n"
-          "                      default in sdw.conf(5))\n"
-          "  --run RUN           the run directory (created when missing)\n"
-          "  --set KEY=VALUE     override one configuration key (repeatable)\n"
-          "  --detach            run in the background, immune to hangups, output in\n"
-          "                      RUN/train.log; prints the run directory and the pid\n"
-          "  --quiet             no progress lines (events.log still has everything)\n"
-          "  --print-config      print the resolved configuration and exit\n"
-          "  --export-ema SRC OUT  write the EMA weights of SRC (a run directory: its latest\n"
-          "                      checkpoint, or a checkpoint file) as a UNet folder OUT\n"
-          "                      (config.json + weights.safetensors) for sdw sample\n"
-          "  --export SRC OUT    the same with the raw (non-EMA) weights\n"
-          "  --help              this text\n"
-          "\n"
-          "Exit status: 0 finished (or stopped by sdw ctl stop), 1 failed, 2 usage error,\n"
-          "130 / 143 after SIGINT / SIGTERM (a checkpoint is written first).\n");
+  fprintf(out, "usage: sdw train --config FILE --run RUN [--set KEY=VALUE]... [--detach|--no-tui]\n"
+               "                 [--quiet]\n"
+               "       sdw train --run RUN [--set KEY=VALUE]...   (continue with RUN/config.ini)\n"
+               "       sdw train --print-config [--config FILE] [--set KEY=VALUE]...\n"
+               "       sdw train --export-ema RUN|CHECKPOINT OUT\n"
+               "       sdw train --export RUN|CHECKPOINT OUT\n"
+               "\n"
+               "Trains the UNet on a latent store (sdw pipeline encode) as the seed's train.py\n"
+               "does, in the run directory RUN: config.ini, job.json, metrics.jsonl, events.log,\n"
+               "TensorBoard events, checkpoints/ and samples/ (see sdw-formats(5)). A run resumes\n"
+               "from its newest complete checkpoint by itself, exactly where it stopped. While it\n"
+               "runs, sdw ctl RUN status|pause|resume|checkpoint|sample|stop drives it.\n"
+               "\n"
+               "options:\n"
+               "  --config FILE       the configuration (INI key = value; every key and its\n"
+               "                      default in sdw.conf(5))\n"
+               "  --run RUN           the run directory (created when missing)\n"
+               "  --set KEY=VALUE     override one configuration key (repeatable)\n"
+               "  --detach            run in the background, immune to hangups, output in\n"
+               "                      RUN/train.log; prints the run directory and the pid\n"
+               "  --no-tui            at a terminal, run in the foreground with progress lines\n"
+               "                      instead of starting the job detached and opening the\n"
+               "                      workbench on it (sdw attach; q leaves the job running);\n"
+               "                      without a terminal that is what happens anyway\n"
+               "  --quiet             no progress lines (events.log still has everything)\n"
+               "  --print-config      print the resolved configuration and exit\n"
+               "  --export-ema SRC OUT  write the EMA weights of SRC (a run directory: its latest\n"
+               "                      checkpoint, or a checkpoint file) as a UNet folder OUT\n"
+               "                      (config.json + weights.safetensors) for sdw sample\n"
+               "  --export SRC OUT    the same with the raw (non-EMA) weights\n"
+               "  --help              this text\n"
+               "\n"
+               "Exit status: 0 finished (or stopped by sdw ctl stop), 1 failed, 2 usage error,\n"
+               "130 / 143 after SIGINT / SIGTERM (a checkpoint is written first).\n");
 }
 
 static int usage(const char *fmt, const char *arg) {
@@ -163,9 +173,10 @@ done:
 
 /* --- detaching ---------------------------------------------------------------------- */
 
-/* Double fork: the caller's process prints "RUN PID" and exits 0 (returns
- * 1 in the parent, 0 in the detached grandchild, -1 on failure). */
-static int detach(const char *run) {
+/* Double fork: the caller's process prints "RUN PID" (when announce) and
+ * exits 0 (returns 1 in the parent, 0 in the detached grandchild, -1 on
+ * failure); *job_pid receives the grandchild's pid in the parent. */
+static int detach(const char *run, bool announce, int *job_pid) {
   char log[4300];
   snprintf(log, sizeof log, "%s/train.log", run);
   if (sdw_mkdir_p(run) != SDW_OK) {
@@ -196,8 +207,11 @@ static int detach(const char *run) {
       fprintf(stderr, "sdw: train: the detached job did not start\n");
       return -1;
     }
-    printf("%s %d\n", run, gc);
-    fflush(stdout);
+    if (announce) {
+      printf("%s %d\n", run, gc);
+      fflush(stdout);
+    }
+    *job_pid = gc;
     return 1;
   }
   /* child: a new session, then the grandchild that runs the job */
@@ -220,11 +234,33 @@ static int detach(const char *run) {
   return 0;
 }
 
+/* The workbench on the job just started detached (pid job_pid): waits up to
+ * 5 s for its job.json (the viewer copes without one, but would first say
+ * "no job.json yet"), then runs until q. The job goes on. */
+static int open_workbench(const char *run, int job_pid) {
+  char job[4300];
+  snprintf(job, sizeof job, "%s/job.json", run);
+  for (int i = 0; i < 50 && access(job, F_OK) != 0 && kill(job_pid, 0) == 0; i++)
+    usleep(100 * 1000);
+  char run_abs[PATH_MAX];
+  sdw_tui_options o = {
+      .run_dir = realpath(run, run_abs) ? run_abs : run,
+      .focus = SDW_PANEL_CURVES,
+      .probe = true,
+  };
+  int rc = sdw_tui_run(&o);
+  if (kill(job_pid, 0) == 0)
+    fprintf(stderr, "sdw: train: the job goes on in %s (pid %d): sdw attach %s, sdw ctl %s stop\n",
+            run, job_pid, run, run);
+  return rc;
+}
+
 /* --- the command ---------------------------------------------------------------------- */
 
 int sdw_cmd_train(int argc, char **argv) {
   const char *config = NULL, *run = NULL, *export_src = NULL, *export_out = NULL;
   bool detach_flag = false, quiet = false, print_config = false, export_ema = false;
+  bool no_tui = false;
   const char *sets[256];
   int nsets = 0;
   for (int i = 1; i < argc; i++) {
@@ -234,6 +270,8 @@ int sdw_cmd_train(int argc, char **argv) {
       return 0;
     } else if (strcmp(a, "--detach") == 0) {
       detach_flag = true;
+    } else if (strcmp(a, "--no-tui") == 0) {
+      no_tui = true;
     } else if (strcmp(a, "--quiet") == 0) {
       quiet = true;
     } else if (strcmp(a, "--print-config") == 0) {
@@ -322,12 +360,20 @@ int sdw_cmd_train(int argc, char **argv) {
     fprintf(stderr, "sdw: train: another job owns %s (sdw ctl %s status)\n", run, run);
     return EXIT_FAILED;
   }
-  if (detach_flag) {
-    int d = detach(run);
-    if (d != 0) {
+  /* At a terminal: the job detached, the workbench in this process. */
+  const bool tui = !detach_flag && !no_tui && isatty(STDIN_FILENO) && isatty(STDOUT_FILENO);
+  if (detach_flag || tui) {
+    int job_pid = 0;
+    int d = detach(run, !tui, &job_pid);
+    if (d < 0) {
       free(text);
-      return d > 0 ? 0 : EXIT_FAILED;
+      return EXIT_FAILED;
     }
+    if (d > 0) {
+      free(text);
+      return tui ? open_workbench(run, job_pid) : 0;
+    }
+    detach_flag = true; /* the detached job */
   }
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
