@@ -233,14 +233,21 @@ SDW_BENCH(cuda_ops) {
   char desc[512];
   sdw_cuda_describe(b.ctx, desc, sizeof desc);
   printf("cuda_ops: %s\n", desc);
-  for (int tf32 = 0; tf32 < 2; tf32++) {
+  const int maths = 2;
+#else
+  const int maths = 1; /* unreachable without CUDA: sdw_backend_cuda() is NULL */
+#endif
+  for (int tf32 = 0; tf32 < maths; tf32++) {
+#ifdef SDW_HAVE_CUDA
     sdw_cuda_set_math(b.ctx, tf32 ? SDW_CUDA_MATH_TF32 : SDW_CUDA_MATH_FP32);
+#endif
     const char *math = tf32 ? "tf32" : "fp32";
     bench_linear(&b, 8 * 4096, 320, 1280, math);
     bench_linear(&b, 8 * 1024, 640, 5120, math);
     bench_conv(&b, 8, 320, 64, 320, math);
     bench_conv(&b, 8, 1280, 8, 1280, math);
   }
+#ifdef SDW_HAVE_CUDA
   sdw_cuda_set_math(b.ctx, SDW_CUDA_MATH_FP32);
 #endif
   bench_attention(&b, 8, 4096, 4096, 8, 40);
