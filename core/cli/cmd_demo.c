@@ -572,7 +572,13 @@ static int headless(const demo_options *o, const demo_paths *p) {
                     count, "--steps", steps,          "--json", (char *)p->eval, NULL};
     say("retrieval report (sdw eval, %s captions)", count);
     int rc = run_sdw(argv);
-    if (rc != 0) return rc;
+    if (rc != 0) {
+      fprintf(stderr,
+              "sdw: demo: sdw eval %s (exit status %d); run it again with: sdw eval %s "
+              "--data %s\n",
+              rc < 0 ? "did not start" : "failed", rc, p->run, p->data);
+      return rc == 130 ? 130 : 1;
+    }
     say("report: %s", p->eval);
   }
   return 0;
