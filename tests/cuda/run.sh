@@ -12,7 +12,8 @@
 #      tool is installed;
 #   4. the two-rank NCCL check (sdw run allreduce-check --engine nccl over tcp)
 #      when this build has it.
-# Exit status 1 when any step fails; every step runs.
+# Exit status 1 when any step fails; every step runs, each under a timeout
+# (a hung kernel must not eat the GPU session).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 : "${SDW:=build/sdw}"
@@ -33,7 +34,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 step "1. parity: every op, CPU vs CUDA (fp32)"
 "$SDW" info | sed -n '/^cuda:/,$p'
-if ! "$SDW" run cuda-parity | tee "$tmp/parity.log"; then fail=1; fi
+if ! timeout 300 "$SDW" run cuda-parity | tee "$tmp/parity.log"; then fail=1; fi
 
 step "2. train-step golden on CUDA (sdw run unet-grad --backend cuda)"
 # The models' activation arenas are host mmap memory (core/base/arena.c):
@@ -53,7 +54,7 @@ fi
 exec "$real" "\$@"
 SH
 chmod +x "$tmp/sdw"
-if ! SDW="$tmp/sdw" bash tests/cli/run_unet_grad.sh; then fail=1; fi
+if ! SDW="$tmp/sdw" timeout 300 bash tests/cli/run_unet_grad.sh; then fail=1; fi
 fi
 
 step "3. compute-sanitizer (memcheck, racecheck) on small parity cases"
@@ -63,8 +64,8 @@ if command -v compute-sanitizer >/dev/null 2>&1; then
     "x[2,4,7,7]" "softmax_forward [5,77]" "softmax_backward [5,77]" "B2 Tq37" "B3 Tq33" "Dh160"
     "Dh512" "embedding" "mse_loss_forward [3" "mse_loss_backward [3" "n=1001")
   for tool in memcheck racecheck; do
-    if ! compute-sanitizer --tool "$tool" --error-exitcode 3 "$SDW" run cuda-parity "${small[@]}" \
-      >"$tmp/san.log" 2>&1; then
+    if ! timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 3 "$SDW" run cuda-parity \
+      "${small[@]}" >"$tmp/san.log" 2>&1; then
       echo "FAIL: compute-sanitizer --tool $tool:"
       grep -v '^PASS' "$tmp/san.log" | tail -60
       fail=1
@@ -82,7 +83,7 @@ if "$SDW" run allreduce-check --help 2>&1 | grep nccl >/dev/null; then
   pids=()
   for r in 0 1; do
     SDW_DIST_INIT="tcp://127.0.0.1:$port" SDW_WORLD_SIZE=2 SDW_RANK=$r \
-      "$SDW" run allreduce-check --engine nccl >"$tmp/nccl$r.log" 2>&1 &
+      timeout 120 "$SDW" run allreduce-check --engine nccl >"$tmp/nccl$r.log" 2>&1 &
     pids+=($!)
   done
   for r in 0 1; do
