@@ -58,13 +58,15 @@ if ! SDW="$tmp/sdw" timeout 300 bash tests/cli/run_unet_grad.sh; then fail=1; fi
 fi
 
 step "3. compute-sanitizer (memcheck, racecheck) on small parity cases"
-if command -v compute-sanitizer >/dev/null 2>&1; then
+sanitizer=$(command -v compute-sanitizer 2>/dev/null ||
+  ls "${CUDA_HOME:-/usr/local/cuda}"/bin/compute-sanitizer 2>/dev/null || true)
+if [ -n "$sanitizer" ]; then
   # small shapes only (each case name carries its shape), one process per tool
   small=("[2,5,7,9]" "[3,1001]" "[2,3,5,7]" "[2,32,9,7]" "[3,5,40]" "matmul [3]" "x[2,3,17,17]"
     "x[2,4,7,7]" "softmax_forward [5,77]" "softmax_backward [5,77]" "B2 Tq37" "B3 Tq33" "Dh160"
     "Dh512" "embedding" "mse_loss_forward [3" "mse_loss_backward [3" "n=1001")
   for tool in memcheck racecheck; do
-    if ! timeout 300 compute-sanitizer --tool "$tool" --error-exitcode 3 "$SDW" run cuda-parity \
+    if ! timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 3 "$SDW" run cuda-parity \
       "${small[@]}" >"$tmp/san.log" 2>&1; then
       echo "FAIL: compute-sanitizer --tool $tool:"
       grep -v '^PASS' "$tmp/san.log" | tail -60
