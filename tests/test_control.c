@@ -618,3 +618,168 @@ SDW_TEST(control_call_times_out_on_a_silent_job) {
   sdw_control_client_close(c);
   sdw_control_server_close(s);
 }
+
+/* ---- duplicate keys ------------------------------------------------------------------- */
+
+static int dup_calls;
+static cJSON *count_handler(void *user, const char *cmd, const cJSON *req) {
+  (void)user, (void)req;
+  dup_calls++;
+  cJSON *r = sdw_control_reply_ok();
+  cJSON_AddStringToObject(r, "cmd", cmd);
+  return r;
+}
+
+SDW_TEST(control_duplicate_keys_refused) {
+  /* cJSON keeps both members and its lookups take the first: without the
+   * check, {"cmd":"status","cmd":"stop"} was answered as status (another
+   * parser would read stop). Refused at any depth, before the handler. */
+  static const char *const dup[] = {
+      "{\"cmd\":\"status\",\"cmd\":\"stop\"}",
+      "{\"id\":1,\"id\":2,\"cmd\":\"status\"}",
+      "{\"cmd\":\"sample\",\"prompt\":\"a\",\"prompt\":\"b\"}",
+      "{\"cmd\":\"status\",\"x\":{\"k\":1,\"k\":2}}",
+      "{\"cmd\":\"status\",\"x\":[{\"a\":1},{\"b\":1,\"c\":2,\"b\":3}]}",
+      "{\"cmd\":\"status\",\"\":1,\"\":2}",
+  };
+  int sub;
+  dup_calls = 0;
+  for (size_t i = 0; i < sizeof dup / sizeof dup[0]; i++) {
+    char *r = sdw_control_handle_line(dup[i], strlen(dup[i]), count_handler, NULL, &sub);
+    REQUIRE(r != NULL);
+    CHECK_MSG(
+        strcmp(r, "{\"id\":null,\"ok\":false,\"error\":\"the request has a duplicate key\"}") == 0,
+        "%s -> %s", dup[i], r);
+    free(r);
+  }
+  CHECK(dup_calls == 0);
+  /* Not duplicates: the same key in different objects, keys that differ in
+   * case only or by a prefix. */
+  static const char *const fine[] = {
+      "{\"cmd\":\"status\",\"x\":{\"cmd\":1},\"y\":{\"cmd\":2}}",
+      "{\"cmd\":\"status\",\"CMD\":\"stop\",\"Cmd\":\"stop\"}",
+      "{\"cmd\":\"status\",\"cm\":1,\"cmdx\":2,\"x\":[{\"a\":1},{\"a\":1}]}",
+  };
+  for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+    char *r = sdw_control_handle_line(fine[i], strlen(fine[i]), count_handler, NULL, &sub);
+    CHECK_MSG(r && strcmp(r, "{\"id\":null,\"ok\":true,\"cmd\":\"status\"}") == 0, "%s -> %s",
+              fine[i], r);
+    free(r);
+  }
+  CHECK(dup_calls == 3);
+  /* Many keys (a whole line of them) stay quick: sorted, not pairwise. */
+  size_t cap = 70000, n = 0;
+  char *big = malloc(cap);
+  REQUIRE(big != NULL);
+  n += (size_t)snprintf(big + n, cap - n, "{\"cmd\":\"status\"");
+  for (int k = 0; k < 6000; k++)
+    n += (size_t)snprintf(big + n, cap - n, ",\"k%d\":0", k);
+  n += (size_t)snprintf(big + n, cap - n, ",\"k17\":1}");
+  char *r = sdw_control_handle_line(big, n, count_handler, NULL, &sub);
+  CHECK_MSG(r && strstr(r, "duplicate key") != NULL, "%.200s", r);
+  free(r);
+  free(big);
+}
+
+/* ---- deferred replies ----------------------------------------------------------------- */
+
+typedef struct defer_job {
+  sdw_control_server *server;
+  sdw_control_deferred *pending[4];
+  int npending;
+} defer_job;
+
+/* pause is deferred (as the trainer does until its step ends); status at once. */
+static cJSON *defer_handler(void *user, const char *cmd, const cJSON *req) {
+  defer_job *d = user;
+  if (strcmp(cmd, "pause") == 0 && d->npending < 4) {
+    sdw_control_deferred *t = sdw_control_server_defer(d->server, req);
+    if (t) {
+      d->pending[d->npending++] = t;
+      return NULL;
+    }
+  }
+  cJSON *r = sdw_control_reply_ok();
+  cJSON_AddStringToObject(r, "cmd", cmd);
+  return r;
+}
+
+/* One line from fd, polling the server inline; -2 after ~1 s of nothing. */
+static int defer_line(int fd, char *out, size_t cap, defer_job *d) {
+  size_t n = 0;
+  for (int tries = 0; tries < 100;) {
+    sdw_control_server_poll(d->server, 0, defer_handler, d);
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 10) == 0) {
+      tries++;
+      continue;
+    }
+    char c;
+    if (recv(fd, &c, 1, 0) <= 0) return -1;
+    if (c == '\n') {
+      out[n] = 0;
+      return (int)n;
+    }
+    if (n + 1 < cap) out[n++] = c;
+  }
+  return -2;
+}
+
+SDW_TEST(control_deferred_replies) {
+  char path[512];
+  sock_path(path, sizeof path, "defer.sock");
+  defer_job d = {0};
+  CHECK_OK(sdw_control_server_open(path, &d.server));
+  REQUIRE(d.server != NULL);
+  /* outside a handler there is nothing to defer */
+  CHECK(sdw_control_server_defer(d.server, NULL) == NULL);
+  int a = raw_connect(path), b = raw_connect(path);
+  REQUIRE(a >= 0 && b >= 0);
+  char line[4096];
+  /* a: pause (deferred) then status on the same connection: status first */
+  const char *two = "{\"id\":1,\"cmd\":\"pause\"}\n{\"id\":2,\"cmd\":\"status\"}\n";
+  raw_send(a, two, strlen(two));
+  REQUIRE(defer_line(a, line, sizeof line, &d) > 0);
+  CHECK_MSG(strcmp(line, "{\"id\":2,\"ok\":true,\"cmd\":\"status\"}") == 0, "%s", line);
+  CHECK(d.npending == 1);
+  /* nothing more for a while the pause is pending; b is served meanwhile */
+  const char *st = "{\"id\":\"b\",\"cmd\":\"status\"}\n";
+  raw_send(b, st, strlen(st));
+  REQUIRE(defer_line(b, line, sizeof line, &d) > 0);
+  CHECK_MSG(strcmp(line, "{\"id\":\"b\",\"ok\":true,\"cmd\":\"status\"}") == 0, "%s", line);
+  struct pollfd p = {a, POLLIN, 0};
+  CHECK(poll(&p, 1, 50) == 0);
+  /* the reply, with the request's id, once the job has acted */
+  cJSON *body = sdw_control_reply_ok();
+  cJSON_AddStringToObject(body, "state", "paused");
+  sdw_control_server_reply(d.server, d.pending[0], body);
+  REQUIRE(defer_line(a, line, sizeof line, &d) > 0);
+  CHECK_MSG(strcmp(line, "{\"id\":1,\"ok\":true,\"state\":\"paused\"}") == 0, "%s", line);
+  /* an error body and a NULL body */
+  const char *p2 = "{\"id\":3,\"cmd\":\"pause\"}\n{\"id\":4,\"cmd\":\"pause\"}\n";
+  raw_send(a, p2, strlen(p2));
+  for (int k = 0; k < 50 && d.npending < 3; k++)
+    sdw_control_server_poll(d.server, 10, defer_handler, &d);
+  REQUIRE(d.npending == 3);
+  sdw_control_server_reply(d.server, d.pending[1], sdw_control_reply_error("no: %d", 7));
+  sdw_control_server_reply(d.server, d.pending[2], NULL);
+  REQUIRE(defer_line(a, line, sizeof line, &d) > 0);
+  CHECK_MSG(strcmp(line, "{\"id\":3,\"ok\":false,\"error\":\"no: 7\"}") == 0, "%s", line);
+  REQUIRE(defer_line(a, line, sizeof line, &d) > 0);
+  CHECK_MSG(strcmp(line, "{\"id\":4,\"ok\":false,\"error\":\"internal\"}") == 0, "%s", line);
+  /* b defers, then goes away: the late reply is dropped (no crash, no leak,
+   * and not sent to anyone else) */
+  const char *p3 = "{\"id\":5,\"cmd\":\"pause\"}\n";
+  raw_send(b, p3, strlen(p3));
+  for (int k = 0; k < 50 && d.npending < 4; k++)
+    sdw_control_server_poll(d.server, 10, defer_handler, &d);
+  REQUIRE(d.npending == 4);
+  close(b);
+  for (int k = 0; k < 50 && sdw_control_server_clients(d.server) > 1; k++)
+    sdw_control_server_poll(d.server, 10, defer_handler, &d);
+  CHECK(sdw_control_server_clients(d.server) == 1);
+  sdw_control_server_reply(d.server, d.pending[3], sdw_control_reply_ok());
+  CHECK(defer_line(a, line, sizeof line, &d) == -2);
+  close(a);
+  sdw_control_server_close(d.server);
+}

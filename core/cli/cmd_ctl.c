@@ -47,8 +47,9 @@ static void print_help(FILE *out) {
                "\n"
                "options:\n"
                "  --json              print the job's replies and events as raw JSON lines\n"
-               "  --timeout MS        how long to wait for a reply (default 60000; checkpoint,\n"
-               "                      stop and sample --wait wait as long as it takes)\n"
+               "  --timeout MS        how long to wait for a reply (default 10000; pause,\n"
+               "                      resume, checkpoint, stop and sample --wait wait as long\n"
+               "                      as it takes: the job acts on them between steps)\n"
                "  --help              this text\n"
                "\n"
                "Exit status: 0 done, 1 the job refused or failed the request, 2 usage error,\n"
@@ -363,10 +364,12 @@ int sdw_cmd_ctl(int argc, char **argv) {
   }
   bool events = strcmp(o.cmd, "events") == 0;
   bool sample = strcmp(o.cmd, "sample") == 0;
-  bool slow = strcmp(o.cmd, "checkpoint") == 0 || strcmp(o.cmd, "stop") == 0;
-  int timeout = o.timeout_ms != -2 ? o.timeout_ms
-                : slow             ? -1
-                                   : 60000; /* the job answers between steps */
+  /* The job answers status and sample at once (from its control thread);
+   * pause, resume, checkpoint and stop when its current step has ended,
+   * which on a CPU can take minutes: those wait as long as it takes. */
+  bool slow = strcmp(o.cmd, "checkpoint") == 0 || strcmp(o.cmd, "stop") == 0 ||
+              strcmp(o.cmd, "pause") == 0 || strcmp(o.cmd, "resume") == 0;
+  int timeout = o.timeout_ms != -2 ? o.timeout_ms : slow ? -1 : 10000;
 
   cJSON *req = cJSON_CreateObject();
   cJSON *reply = NULL;

@@ -166,6 +166,40 @@ static char *finish_reply(cJSON *reply, const cJSON *id) {
   return text;
 }
 
+static int cmp_keys(const void *a, const void *b) {
+  return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* 1 when some object in v (at any depth) has a key twice. cJSON keeps both
+ * and its lookups answer the first, so {"cmd":"status","cmd":"stop"} would
+ * be read one way here and another way by a different parser: refused. The
+ * keys are sorted (not compared pairwise) so a 64 KiB line of keys stays
+ * cheap. -1 on out of memory. */
+static int has_duplicate_keys(const cJSON *v) {
+  if (!cJSON_IsObject(v) && !cJSON_IsArray(v)) return 0;
+  size_t n = 0;
+  for (const cJSON *c = v->child; c; c = c->next)
+    n++;
+  if (cJSON_IsObject(v) && n > 1) {
+    const char **keys = malloc(n * sizeof *keys);
+    if (!keys) return -1;
+    size_t k = 0;
+    for (const cJSON *c = v->child; c; c = c->next)
+      keys[k++] = c->string ? c->string : "";
+    qsort(keys, n, sizeof *keys, cmp_keys);
+    int dup = 0;
+    for (size_t i = 1; i < n && !dup; i++)
+      dup = strcmp(keys[i - 1], keys[i]) == 0;
+    free(keys);
+    if (dup) return 1;
+  }
+  for (const cJSON *c = v->child; c; c = c->next) {
+    int r = has_duplicate_keys(c);
+    if (r) return r;
+  }
+  return 0;
+}
+
 char *sdw_control_handle_line(const char *line, size_t n, sdw_control_handler handler, void *user,
                               int *subscribe) {
   *subscribe = 0;
@@ -185,6 +219,12 @@ char *sdw_control_handle_line(const char *line, size_t n, sdw_control_handler ha
   if (!cJSON_IsObject(req)) {
     cJSON_Delete(req);
     return finish_reply(sdw_control_reply_error("a request is a JSON object"), NULL);
+  }
+  int dup = has_duplicate_keys(req);
+  if (dup) {
+    cJSON_Delete(req);
+    return dup < 0 ? NULL
+                   : finish_reply(sdw_control_reply_error("the request has a duplicate key"), NULL);
   }
   const cJSON *id = cJSON_GetObjectItemCaseSensitive(req, "id");
   if (id && !cJSON_IsNumber(id) && !cJSON_IsString(id)) id = NULL;
@@ -307,6 +347,7 @@ static int try_connect(const char *path, int *out) {
 /* ---- server ---------------------------------------------------------------- */
 
 typedef struct client {
+  uint64_t serial; /* names the client in a deferred reply (never reused) */
   int fd;
   int subscribed;
   int dead; /* to be closed at the end of this poll */
@@ -322,6 +363,14 @@ struct sdw_control_server {
   uid_t uid; /* the peer uid accepted */
   client *clients[SDW_CONTROL_MAX_CLIENTS];
   int nclients;
+  uint64_t next_serial;
+  client *current;  /* the client whose request the handler is answering */
+  int deferred_now; /* the handler deferred that request */
+};
+
+struct sdw_control_deferred {
+  uint64_t serial;
+  cJSON *id; /* the request's "id" (NULL: none) */
 };
 
 static void client_flush(client *c) {
@@ -358,7 +407,8 @@ static void client_free(client *c) {
 }
 
 /* Handles the complete lines in c->in. */
-static void client_lines(client *c, sdw_control_handler handler, void *user) {
+static void client_lines(sdw_control_server *s, client *c, sdw_control_handler handler,
+                         void *user) {
   size_t start = 0, from = c->scanned;
   while (!c->dead) {
     char *nl = memchr(c->in.p + start + from, '\n', c->in.n - start - from);
@@ -378,12 +428,19 @@ static void client_lines(client *c, sdw_control_handler handler, void *user) {
     }
     from = 0;
     int subscribe = 0;
+    s->current = c;
+    s->deferred_now = 0;
     char *r = sdw_control_handle_line(c->in.p + start, len, handler, user, &subscribe);
+    s->current = NULL;
     if (subscribe) c->subscribed = 1;
-    if (r)
+    if (s->deferred_now) {
+      /* answered later by sdw_control_server_reply */
+    } else if (r) {
       client_queue(c, r, strlen(r));
-    else
+    } else {
       c->dead = 1;
+    }
+    s->deferred_now = 0;
     free(r);
     start += len + 1;
   }
@@ -392,7 +449,7 @@ static void client_lines(client *c, sdw_control_handler handler, void *user) {
 
 /* Reads what is there (at most ~1 MiB per poll, so one client cannot starve
  * the job) and handles the complete lines. */
-static void client_read(client *c, sdw_control_handler handler, void *user) {
+static void client_read(sdw_control_server *s, client *c, sdw_control_handler handler, void *user) {
   char chunk[65536];
   for (int rounds = 0; rounds < 16 && !c->dead; rounds++) {
     ssize_t r = recv(c->fd, chunk, sizeof chunk, MSG_DONTWAIT);
@@ -401,7 +458,7 @@ static void client_read(client *c, sdw_control_handler handler, void *user) {
         c->dead = 1;
         break;
       }
-      client_lines(c, handler, user);
+      client_lines(s, c, handler, user);
     } else if (r < 0 && errno == EINTR) {
       continue;
     } else if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -515,6 +572,7 @@ static void accept_clients(sdw_control_server *s) {
       continue;
     }
     c->fd = fd;
+    c->serial = ++s->next_serial;
     s->clients[s->nclients++] = c;
   }
 }
@@ -542,7 +600,7 @@ sdw_status sdw_control_server_poll(sdw_control_server *s, int timeout_ms,
     client *c = s->clients[i];
     short ev = pfd[i + 1].revents;
     if (ev & POLLOUT) client_flush(c);
-    if (ev & (POLLIN | POLLHUP | POLLERR)) client_read(c, handler, user);
+    if (ev & (POLLIN | POLLHUP | POLLERR)) client_read(s, c, handler, user);
     if (ev & (POLLERR | POLLNVAL)) c->dead = 1;
   }
   if (pfd[0].revents & (POLLERR | POLLNVAL))
@@ -563,6 +621,42 @@ void sdw_control_server_broadcast(sdw_control_server *s, const cJSON *event) {
   free(text);
   /* Dropped clients are closed by the next poll: broadcast may be called by
    * a handler while poll walks the client list. */
+}
+
+sdw_control_deferred *sdw_control_server_defer(sdw_control_server *s, const cJSON *request) {
+  if (!s || !s->current) return NULL;
+  sdw_control_deferred *d = calloc(1, sizeof *d);
+  if (!d) return NULL;
+  const cJSON *id = cJSON_GetObjectItemCaseSensitive(request, "id");
+  if (id && (cJSON_IsNumber(id) || cJSON_IsString(id)) && !(d->id = cJSON_Duplicate(id, 1))) {
+    free(d);
+    return NULL;
+  }
+  d->serial = s->current->serial;
+  s->deferred_now = 1;
+  return d;
+}
+
+void sdw_control_server_reply(sdw_control_server *s, sdw_control_deferred *d, cJSON *body) {
+  if (!d) {
+    cJSON_Delete(body);
+    return;
+  }
+  client *c = NULL;
+  for (int i = 0; s && i < s->nclients; i++)
+    if (s->clients[i]->serial == d->serial && !s->clients[i]->dead) c = s->clients[i];
+  if (c) {
+    char *r = finish_reply(body, d->id);
+    if (r)
+      client_queue(c, r, strlen(r));
+    else
+      c->dead = 1;
+    free(r);
+  } else {
+    cJSON_Delete(body); /* the client went away meanwhile */
+  }
+  cJSON_Delete(d->id);
+  free(d);
 }
 
 int sdw_control_server_fd(const sdw_control_server *s) { return s->fd; }

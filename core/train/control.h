@@ -6,7 +6,8 @@
  *   request  {"id":N,"cmd":"status"|"subscribe"|"pause"|"resume"|"checkpoint"|"sample"|"stop",...}
  *   reply    {"id":N,"ok":true,...} or {"id":N,"ok":false,"error":"one sentence"}
  *   event    {"event":"metric"|"log"|"state"|"checkpoint"|"sample",...} (subscribers only)
- * Malformed JSON, a non-object, a missing or unknown "cmd" get an error reply
+ * Malformed JSON, a non-object, an object with a duplicate key (at any
+ * depth), a missing or unknown "cmd" get an error reply
  * from the server itself (the handler never sees them); an oversized line
  * closes that client's connection. Nothing a client sends affects the job
  * beyond the handler's answer to a well-formed request.
@@ -79,6 +80,20 @@ sdw_status sdw_control_server_poll(sdw_control_server *s, int timeout_ms,
  * (pending output over the limit) is dropped. Never blocks. May be called
  * from inside a handler. */
 void sdw_control_server_broadcast(sdw_control_server *s, const cJSON *event);
+
+/* Deferred replies: a handler that cannot answer yet (a job acting at its
+ * next step boundary) calls sdw_control_server_defer(s, request) and
+ * returns NULL; nothing is sent then. The returned ticket (owned by the
+ * caller; NULL on out of memory or outside a handler of s, and then the
+ * handler must answer at once) is later passed to sdw_control_server_reply,
+ * which sends {"id":<the request's>, ...body} as finish_reply does for a
+ * handler's reply (body owned by the server; NULL: "internal"), or drops it
+ * when that client has gone, and frees the ticket. Both on the thread that
+ * polls s. A client may receive replies out of request order: it matches
+ * them by "id". */
+typedef struct sdw_control_deferred sdw_control_deferred;
+sdw_control_deferred *sdw_control_server_defer(sdw_control_server *s, const cJSON *request);
+void sdw_control_server_reply(sdw_control_server *s, sdw_control_deferred *d, cJSON *body);
 
 /* The listening descriptor (for a caller's own poll()), and the number of
  * connected clients / subscribers (tests, status). */

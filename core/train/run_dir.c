@@ -61,13 +61,13 @@ void sdw_run_dir_event(sdw_run_dir *r, const char *level, const char *fmt, ...) 
     fprintf(r->events, "%s %s %s\n", stamp, level, msg);
     fflush(r->events);
   }
-  if (r->server) {
+  if (r->emit) {
     cJSON *e = cJSON_CreateObject();
     cJSON_AddStringToObject(e, "event", "log");
     cJSON_AddStringToObject(e, "level", level);
     cJSON_AddStringToObject(e, "message", msg);
     cJSON_AddNumberToObject(e, "time", (double)now);
-    sdw_control_server_broadcast(r->server, e);
+    r->emit(r->emit_user, e);
     cJSON_Delete(e);
   }
 }
@@ -79,11 +79,11 @@ void sdw_run_dir_metric(sdw_run_dir *r, const cJSON *obj, bool flush) {
     if (flush) fflush(r->metrics);
   }
   cJSON_free(text);
-  if (r->server) {
+  if (r->emit) {
     cJSON *e = cJSON_Duplicate(obj, true);
     if (e) {
       cJSON_AddStringToObject(e, "event", "metric");
-      sdw_control_server_broadcast(r->server, e);
+      r->emit(r->emit_user, e);
       cJSON_Delete(e);
     }
   }

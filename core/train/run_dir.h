@@ -24,10 +24,13 @@ extern "C" {
 
 typedef struct sdw_run_dir {
   char path[4096];
-  FILE *events;               /* events.log (append) */
-  FILE *metrics;              /* metrics.jsonl (append) */
-  sdw_tfevents *tb;           /* NULL when it could not be opened */
-  sdw_control_server *server; /* borrowed: subscribers get log/metric events */
+  FILE *events;     /* events.log (append) */
+  FILE *metrics;    /* metrics.jsonl (append) */
+  sdw_tfevents *tb; /* NULL when it could not be opened */
+  /* Subscribers' log/metric events (event borrowed; NULL: none). The job
+   * queues them to the thread that owns its control socket. */
+  void (*emit)(void *user, const cJSON *event);
+  void *emit_user;
 } sdw_run_dir;
 
 /* Creates path, path/checkpoints, path/samples and opens the appended

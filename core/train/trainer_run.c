@@ -1,7 +1,18 @@
 /* The training job (sdw_trainer_run in trainer.h): the engine inside a run
  * directory, with the control socket, checkpoints, validation and samples.
  * Rank 0 owns every file and the socket; other ranks only step, and learn
- * about a stop through a broadcast before every step. */
+ * about a stop through a broadcast before every step.
+ *
+ * Threads on rank 0: the main thread trains; a control thread owns the
+ * control socket (the only thread that touches the server), so requests are
+ * answered while a step runs (a full-size CPU step takes minutes): status
+ * from the last snapshot (job_lock), sample queued at once (ctl_lock);
+ * pause, resume, checkpoint and stop are queued to the main thread, which
+ * acts on them at its next step boundary and hands the reply back (deferred
+ * replies, control.h). Events (state, log, metric, checkpoint, sample) and
+ * those replies go through one FIFO that the control thread sends, in
+ * order, at most CTL_POLL_MS after they were made. A heartbeat thread
+ * keeps job.json fresh during long steps. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -31,7 +42,23 @@ static const char *const val_prompts[4] = {
     "cyberpunk city street at night, neon lights, rain reflections, cinematic",
     "beautiful flower meadow, sunlight, sharp focus, nature photography"};
 
-enum { MAX_QUEUE = 16 };
+enum { MAX_QUEUE = 16, MAX_CMDS = 32, CTL_POLL_MS = 20 };
+
+enum { CMD_PAUSE, CMD_RESUME, CMD_CHECKPOINT, CMD_STOP };
+
+/* A command for the main thread and its pending reply. */
+typedef struct ctl_cmd {
+  int kind;
+  sdw_control_deferred *reply;
+} ctl_cmd;
+
+/* What the control thread sends: an event to subscribers (reply NULL) or
+ * the deferred reply body of a command. */
+typedef struct out_item {
+  cJSON *body;
+  sdw_control_deferred *reply;
+  struct out_item *next;
+} out_item;
 
 typedef struct sample_req {
   char *prompt, *negative;
@@ -60,10 +87,19 @@ typedef struct job {
   pthread_cond_t job_cond;
   pthread_t heartbeat;
   bool heartbeat_on, heartbeat_quit;
-  cJSON *snapshot; /* under job_lock */
+  cJSON *snapshot; /* under job_lock: the status a "status" request gets */
   bool paused, stop_req;
   bool no_echo; /* events.log only (the caller prints the final error) */
   int64_t last_saved_step;
+  int step_delay_ms; /* SDW_TRAIN_STEP_DELAY_MS: a slow step, for tests */
+  /* the control thread and what it shares with the main thread (ctl_lock) */
+  pthread_mutex_t ctl_lock;
+  pthread_cond_t ctl_cond; /* a command or a sample arrived */
+  pthread_t ctl_thread;
+  bool ctl_on, ctl_quit;
+  ctl_cmd cmds[MAX_CMDS];
+  int ncmds;
+  out_item *out_head, *out_tail;
   sample_req queue[MAX_QUEUE];
   int nqueue;
 } job;
@@ -112,6 +148,16 @@ static cJSON *job_status(const job *j) {
   return o;
 }
 
+/* The snapshot "status" answers, without writing job.json. */
+static void update_snapshot(job *j) {
+  if (!j->rank0 || !j->dir_open) return;
+  cJSON *o = job_status(j);
+  pthread_mutex_lock(&j->job_lock);
+  cJSON_Delete(j->snapshot);
+  j->snapshot = o;
+  pthread_mutex_unlock(&j->job_lock);
+}
+
 static void write_job(job *j) {
   if (!j->rank0 || !j->dir_open) return;
   cJSON *o = job_status(j);
@@ -150,6 +196,63 @@ static void *heartbeat_main(void *arg) {
   return NULL;
 }
 
+/* --- the control thread's FIFO ------------------------------------------------------ */
+
+/* Queues body (owned) for the control thread: an event to subscribers
+ * (reply NULL) or the reply to a deferred command. Without a control
+ * thread (before it starts, after it ended) the caller owns the server and
+ * it is sent at once. */
+static void out_push(job *j, cJSON *body, sdw_control_deferred *reply) {
+  pthread_mutex_lock(&j->ctl_lock);
+  if (j->ctl_on) {
+    out_item *it = calloc(1, sizeof *it);
+    if (it) {
+      it->body = body;
+      it->reply = reply;
+      if (j->out_tail)
+        j->out_tail->next = it;
+      else
+        j->out_head = it;
+      j->out_tail = it;
+      pthread_mutex_unlock(&j->ctl_lock);
+      return;
+    }
+  }
+  pthread_mutex_unlock(&j->ctl_lock);
+  if (reply) {
+    sdw_control_server_reply(j->srv, reply, body);
+  } else {
+    if (j->srv && body) sdw_control_server_broadcast(j->srv, body);
+    cJSON_Delete(body);
+  }
+}
+
+static void emit_event(void *user, const cJSON *event) {
+  job *j = user;
+  if (!j->srv) return;
+  cJSON *e = cJSON_Duplicate(event, true);
+  if (e) out_push(j, e, NULL);
+}
+
+/* Control thread: sends what the FIFO holds, in order. */
+static void out_drain(job *j) {
+  pthread_mutex_lock(&j->ctl_lock);
+  out_item *it = j->out_head;
+  j->out_head = j->out_tail = NULL;
+  pthread_mutex_unlock(&j->ctl_lock);
+  while (it) {
+    out_item *next = it->next;
+    if (it->reply) {
+      sdw_control_server_reply(j->srv, it->reply, it->body);
+    } else {
+      sdw_control_server_broadcast(j->srv, it->body);
+      cJSON_Delete(it->body);
+    }
+    free(it);
+    it = next;
+  }
+}
+
 static void set_state(job *j, const char *state) {
   if (j->state && strcmp(j->state, state) == 0) return;
   j->state = state;
@@ -159,8 +262,7 @@ static void set_state(job *j, const char *state) {
     cJSON_AddStringToObject(e, "event", "state");
     cJSON_AddStringToObject(e, "state", state);
     cJSON_AddNumberToObject(e, "step", j->t ? (double)sdw_trainer_global_step(j->t) : 0);
-    sdw_control_server_broadcast(j->srv, e);
-    cJSON_Delete(e);
+    out_push(j, e, NULL);
   }
 }
 
@@ -208,8 +310,7 @@ static sdw_status do_checkpoint(job *j) {
       cJSON_AddStringToObject(e, "event", "checkpoint");
       cJSON_AddStringToObject(e, "path", j->last_ckpt);
       cJSON_AddNumberToObject(e, "step", (double)step);
-      sdw_control_server_broadcast(j->srv, e);
-      cJSON_Delete(e);
+      out_push(j, e, NULL);
     }
   } else {
     job_log(j, "ERROR", "checkpoint at step %lld failed: %s", (long long)step, sdw_last_error());
@@ -280,11 +381,22 @@ static void do_validation(job *j) {
   set_state(j, prev);
 }
 
+/* Takes the oldest queued sample request into *q (false: none). */
+static bool pop_sample(job *j, sample_req *q) {
+  pthread_mutex_lock(&j->ctl_lock);
+  const bool any = j->nqueue > 0;
+  if (any) {
+    *q = j->queue[0];
+    memmove(j->queue, j->queue + 1, (size_t)(--j->nqueue) * sizeof *q);
+  }
+  pthread_mutex_unlock(&j->ctl_lock);
+  return any;
+}
+
 static void run_samples(job *j) {
   const char *prev = j->state;
-  while (j->nqueue > 0) {
-    sample_req q = j->queue[0];
-    memmove(j->queue, j->queue + 1, (size_t)(--j->nqueue) * sizeof q);
+  sample_req q;
+  while (pop_sample(j, &q)) {
     set_state(j, "sampling");
     const int64_t step = sdw_trainer_global_step(j->t);
     const char *prompts[1] = {q.prompt}, *negs[1] = {q.negative ? q.negative : ""};
@@ -311,8 +423,10 @@ static void run_samples(job *j) {
       cJSON_AddStringToObject(e, "error", sdw_last_error());
       job_log(j, "WARN", "sample failed: %s", sdw_last_error());
     }
-    if (j->srv) sdw_control_server_broadcast(j->srv, e);
-    cJSON_Delete(e);
+    if (j->srv)
+      out_push(j, e, NULL);
+    else
+      cJSON_Delete(e);
     free(info[0]);
     free(rgb);
     free(q.prompt);
@@ -321,39 +435,41 @@ static void run_samples(job *j) {
   set_state(j, prev);
 }
 
-/* --- the control handler --------------------------------------------------------- */
+/* --- the control handler (on the control thread) ----------------------------------- */
 
 static cJSON *handle(void *user, const char *cmd, const cJSON *req) {
   job *j = user;
   if (strcmp(cmd, "status") == 0) {
+    pthread_mutex_lock(&j->job_lock);
+    cJSON *st = j->snapshot ? cJSON_Duplicate(j->snapshot, true) : NULL;
+    pthread_mutex_unlock(&j->job_lock);
+    if (!st) return sdw_control_reply_error("the job has no status yet");
     cJSON *r = sdw_control_reply_ok();
-    cJSON_AddItemToObject(r, "status", job_status(j));
+    cJSON_AddItemToObject(r, "status", st);
     return r;
   }
-  if (strcmp(cmd, "pause") == 0) {
-    j->paused = true;
-    set_state(j, "paused");
-    job_log(j, "INFO", "paused at step %lld", (long long)sdw_trainer_global_step(j->t));
-    return sdw_control_reply_ok();
-  }
-  if (strcmp(cmd, "resume") == 0) {
-    if (j->paused) job_log(j, "INFO", "resumed");
-    j->paused = false;
-    set_state(j, "running");
-    return sdw_control_reply_ok();
-  }
-  if (strcmp(cmd, "checkpoint") == 0) {
-    /* between steps: the file is written before the reply */
-    if (sdw_trainer_global_step(j->t) != j->last_saved_step && do_checkpoint(j) != SDW_OK)
-      return sdw_control_reply_error("checkpoint failed: %s", sdw_last_error());
-    cJSON *r = sdw_control_reply_ok();
-    cJSON_AddStringToObject(r, "path", j->last_ckpt);
+  const int kind = strcmp(cmd, "pause") == 0        ? CMD_PAUSE
+                   : strcmp(cmd, "resume") == 0     ? CMD_RESUME
+                   : strcmp(cmd, "checkpoint") == 0 ? CMD_CHECKPOINT
+                   : strcmp(cmd, "stop") == 0       ? CMD_STOP
+                                                    : -1;
+  if (kind >= 0) {
+    /* acted on by the main thread at its next step boundary; it replies */
+    pthread_mutex_lock(&j->ctl_lock);
+    cJSON *r = NULL;
+    if (j->ncmds == MAX_CMDS) {
+      r = sdw_control_reply_error("too many commands waiting for the job's next step");
+    } else {
+      sdw_control_deferred *d = sdw_control_server_defer(j->srv, req);
+      if (!d) {
+        r = sdw_control_reply_error("out of memory");
+      } else {
+        j->cmds[j->ncmds++] = (ctl_cmd){.kind = kind, .reply = d};
+        pthread_cond_signal(&j->ctl_cond);
+      }
+    }
+    pthread_mutex_unlock(&j->ctl_lock);
     return r;
-  }
-  if (strcmp(cmd, "stop") == 0) {
-    j->stop_req = true;
-    job_log(j, "INFO", "stop requested: checkpoint, then exit");
-    return sdw_control_reply_ok();
   }
   if (strcmp(cmd, "sample") == 0) {
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(req, "prompt");
@@ -377,16 +493,31 @@ static cJSON *handle(void *user, const char *cmd, const cJSON *req) {
     if (!j->cfg->vae[0] || strcmp(j->cfg->text_encoder, "none") == 0)
       return sdw_control_reply_error(
           "this run cannot sample: its config has no vae or no text encoder");
-    if (j->nqueue == MAX_QUEUE) return sdw_control_reply_error("the sample queue is full");
-    sample_req *q = &j->queue[j->nqueue];
-    q->prompt = strdup(p->valuestring);
-    q->negative = cJSON_IsString(n) ? strdup(n->valuestring) : NULL;
-    q->steps = s ? (int)s->valuedouble : j->cfg->sample_steps;
-    q->cfg = c ? c->valuedouble : j->cfg->sample_cfg;
-    q->seed = sd ? (uint64_t)sd->valuedouble : j->cfg->val_seed;
-    q->ema = e ? cJSON_IsTrue(e) : true;
-    if (!q->prompt) return sdw_control_reply_error("out of memory");
-    j->nqueue++;
+    sample_req q = {
+        .prompt = strdup(p->valuestring),
+        .negative = cJSON_IsString(n) ? strdup(n->valuestring) : NULL,
+        .steps = s ? (int)s->valuedouble : j->cfg->sample_steps,
+        .cfg = c ? c->valuedouble : j->cfg->sample_cfg,
+        .seed = sd ? (uint64_t)sd->valuedouble : j->cfg->val_seed,
+        .ema = e ? cJSON_IsTrue(e) : true,
+    };
+    if (!q.prompt) {
+      free(q.negative);
+      return sdw_control_reply_error("out of memory");
+    }
+    /* queued at once: "queued" is the whole reply; the image comes as an event */
+    pthread_mutex_lock(&j->ctl_lock);
+    const bool full = j->nqueue == MAX_QUEUE;
+    if (!full) {
+      j->queue[j->nqueue++] = q;
+      pthread_cond_signal(&j->ctl_cond);
+    }
+    pthread_mutex_unlock(&j->ctl_lock);
+    if (full) {
+      free(q.prompt);
+      free(q.negative);
+      return sdw_control_reply_error("the sample queue is full");
+    }
     cJSON *r = sdw_control_reply_ok();
     cJSON_AddBoolToObject(r, "queued", true);
     return r;
@@ -394,13 +525,114 @@ static cJSON *handle(void *user, const char *cmd, const cJSON *req) {
   return sdw_control_reply_error("unknown command '%s'", cmd);
 }
 
-static void poll_control(job *j, int timeout_ms) {
-  if (!j->srv) {
-    if (timeout_ms > 0) usleep((useconds_t)timeout_ms * 1000);
-    return;
+static void *ctl_main(void *arg) {
+  job *j = arg;
+  for (;;) {
+    pthread_mutex_lock(&j->ctl_lock);
+    const bool quit = j->ctl_quit;
+    pthread_mutex_unlock(&j->ctl_lock);
+    /* the FIFO is sent after every poll, so CTL_POLL_MS bounds an event's delay */
+    if (sdw_control_server_poll(j->srv, quit ? 0 : CTL_POLL_MS, handle, j) != SDW_OK)
+      usleep(CTL_POLL_MS * 1000); /* the listening socket failed: keep sending events */
+    out_drain(j);
+    if (quit) break;
   }
-  if (sdw_control_server_poll(j->srv, timeout_ms, handle, j) != SDW_OK)
-    job_log(j, "WARN", "control socket: %s", sdw_last_error());
+  return NULL;
+}
+
+static void ctl_start(job *j) {
+  if (!j->srv) return;
+  pthread_mutex_lock(&j->ctl_lock);
+  j->ctl_on = pthread_create(&j->ctl_thread, NULL, ctl_main, j) == 0;
+  pthread_mutex_unlock(&j->ctl_lock);
+  if (!j->ctl_on) job_log(j, "WARN", "no control thread: the control socket is not served");
+}
+
+/* Ends the control thread after it sent everything queued; the caller owns
+ * the server again. Commands still waiting are refused. */
+static void ctl_stop(job *j) {
+  pthread_mutex_lock(&j->ctl_lock);
+  const bool on = j->ctl_on;
+  j->ctl_quit = true;
+  pthread_mutex_unlock(&j->ctl_lock);
+  if (on) pthread_join(j->ctl_thread, NULL);
+  pthread_mutex_lock(&j->ctl_lock);
+  j->ctl_on = false;
+  pthread_mutex_unlock(&j->ctl_lock);
+  out_drain(j);
+  for (int i = 0; i < j->ncmds; i++)
+    sdw_control_server_reply(j->srv, j->cmds[i].reply,
+                             sdw_control_reply_error("the job ended before acting on it"));
+  j->ncmds = 0;
+}
+
+/* --- commands, on the main thread at step boundaries ---------------------------------- */
+
+static bool pop_cmd(job *j, ctl_cmd *c) {
+  pthread_mutex_lock(&j->ctl_lock);
+  const bool any = j->ncmds > 0;
+  if (any) {
+    *c = j->cmds[0];
+    memmove(j->cmds, j->cmds + 1, (size_t)(--j->ncmds) * sizeof *c);
+  }
+  pthread_mutex_unlock(&j->ctl_lock);
+  return any;
+}
+
+static void run_commands(job *j) {
+  ctl_cmd c;
+  while (pop_cmd(j, &c)) {
+    cJSON *r = NULL;
+    switch (c.kind) {
+    case CMD_PAUSE:
+      if (!j->paused)
+        job_log(j, "INFO", "paused at step %lld", (long long)sdw_trainer_global_step(j->t));
+      j->paused = true;
+      set_state(j, "paused");
+      r = sdw_control_reply_ok();
+      break;
+    case CMD_RESUME:
+      if (j->paused) job_log(j, "INFO", "resumed");
+      j->paused = false;
+      set_state(j, "running");
+      r = sdw_control_reply_ok();
+      break;
+    case CMD_CHECKPOINT:
+      /* between steps: the file is written before the reply */
+      if (sdw_trainer_global_step(j->t) != j->last_saved_step && do_checkpoint(j) != SDW_OK) {
+        r = sdw_control_reply_error("checkpoint failed: %s", sdw_last_error());
+      } else {
+        r = sdw_control_reply_ok();
+        cJSON_AddStringToObject(r, "path", j->last_ckpt);
+      }
+      break;
+    default: /* CMD_STOP */
+      j->stop_req = true;
+      job_log(j, "INFO", "stop requested: checkpoint, then exit");
+      r = sdw_control_reply_ok();
+      break;
+    }
+    out_push(j, r, c.reply);
+  }
+}
+
+static bool samples_waiting(job *j) {
+  pthread_mutex_lock(&j->ctl_lock);
+  const bool any = j->nqueue > 0;
+  pthread_mutex_unlock(&j->ctl_lock);
+  return any;
+}
+
+/* While paused: waits up to ms for a command or a sample request. */
+static void wait_control(job *j, int ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += (long)ms * 1000000L;
+  ts.tv_sec += ts.tv_nsec / 1000000000L;
+  ts.tv_nsec %= 1000000000L;
+  pthread_mutex_lock(&j->ctl_lock);
+  if (j->ncmds == 0 && j->nqueue == 0) pthread_cond_timedwait(&j->ctl_cond, &j->ctl_lock, &ts);
+  pthread_mutex_unlock(&j->ctl_lock);
 }
 
 static bool interrupted(const job *j) {
@@ -439,13 +671,14 @@ static sdw_status loop(job *j) {
   while (!sdw_trainer_done(j->t)) {
     int stop = 0;
     if (j->rank0) {
-      poll_control(j, 0);
+      run_commands(j);
       while (j->paused && !j->stop_req && !interrupted(j)) {
-        if (j->nqueue) run_samples(j);
-        poll_control(j, 500);
+        if (samples_waiting(j)) run_samples(j);
+        wait_control(j, 200);
+        run_commands(j);
         if (job_age(j) >= 5) write_job(j);
       }
-      if (j->nqueue) run_samples(j);
+      if (samples_waiting(j)) run_samples(j);
       stop = j->stop_req || interrupted(j);
     }
     if (sdw_trainer_world(j->t) > 1) {
@@ -460,6 +693,7 @@ static sdw_status loop(job *j) {
       return sdw_fail(SDW_ERR_INTERRUPTED, "stopped at step %lld (checkpoint %s)",
                       (long long)sdw_trainer_global_step(j->t), j->last_ckpt);
     }
+    if (j->step_delay_ms > 0) usleep((useconds_t)j->step_delay_ms * 1000);
     sdw_trainer_report r;
     SDW_TRY(sdw_trainer_step(j->t, &r));
     const double ss = r.step_ms / 1e3;
@@ -513,7 +747,12 @@ static sdw_status loop(job *j) {
       }
       if ((c->val_every > 0 && r.epoch % c->val_every == 0) || last) do_validation(j);
     }
-    if (j->rank0 && job_age(j) >= 1) write_job(j);
+    if (j->rank0) {
+      if (job_age(j) >= 1)
+        write_job(j);
+      else
+        update_snapshot(j); /* status answers the step just taken */
+    }
   }
   SDW_TRY(do_checkpoint(j));
   return SDW_OK;
@@ -527,6 +766,12 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
   j->opt = opt;
   pthread_mutex_init(&j->job_lock, NULL);
   pthread_cond_init(&j->job_cond, NULL);
+  pthread_mutex_init(&j->ctl_lock, NULL);
+  pthread_cond_init(&j->ctl_cond, NULL);
+  /* Testing knob: every step takes this much longer (the control thread
+   * must answer during it; tests/cli/ctl_slow_step.sh). */
+  const char *delay = getenv("SDW_TRAIN_STEP_DELAY_MS");
+  if (delay) j->step_delay_ms = atoi(delay);
   j->state = "starting";
   j->last_saved_step = -1;
   j->loss = j->lr = j->grad_norm = j->img_per_s = NAN;
@@ -547,7 +792,8 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
     if (st == SDW_OK) st = sdw_run_dir_open(&j->dir, run_dir);
     if (st == SDW_OK) {
       j->dir_open = true;
-      j->dir.server = j->srv;
+      j->dir.emit = emit_event;
+      j->dir.emit_user = j;
       char path[4300];
       sdw_run_dir_file(&j->dir, "config.ini", path, sizeof path);
       char *text = opt->config_text ? NULL : sdw_train_config_format(cfg);
@@ -557,6 +803,7 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
     }
     if (st == SDW_OK) {
       write_job(j);
+      ctl_start(j); /* status is answered from here on, also while the model loads */
       job_log(j, "INFO", "job %d on %s starting in %s", (int)getpid(), j->host, run_dir);
     }
   }
@@ -611,6 +858,7 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
   /* keep the error text for the caller across the cleanup */
   char err[1024];
   snprintf(err, sizeof err, "%s", sdw_last_error());
+  ctl_stop(j);
   for (int i = 0; i < j->nqueue; i++) {
     free(j->queue[i].prompt);
     free(j->queue[i].negative);
@@ -622,6 +870,8 @@ sdw_status sdw_trainer_run(const sdw_train_config *cfg, const char *run_dir,
   cJSON_Delete(j->snapshot);
   pthread_mutex_destroy(&j->job_lock);
   pthread_cond_destroy(&j->job_cond);
+  pthread_mutex_destroy(&j->ctl_lock);
+  pthread_cond_destroy(&j->ctl_cond);
   free(j);
   if (st != SDW_OK) sdw_fail(st, "%s", err);
   return st;
