@@ -1,6 +1,7 @@
 /* Benchmarks of the CUDA backend at Stable Diffusion shapes (512x512 images,
  * 64x64 latents, batch 8): GEMM, 3x3 conv, attention, group norm, AdamW, in
- * fp32 (TF32 off, the parity mode) and, for GEMM and conv, TF32. Every row
+ * fp32 (TF32 off, the parity mode) and, for GEMM and conv, TF32 and BF16
+ * (kernels/cuda/cuda_backend.h: bf16 GEMM operands, convs as TF32). Every row
  * times the op plus a stream synchronize (best of the repetitions). Without
  * a CUDA backend or device it prints one "skipped" line. The GFLOP/s ratio
  * column compares with the CPU sgemm ceiling of bench/main.c; read the
@@ -233,15 +234,17 @@ SDW_BENCH(cuda_ops) {
   char desc[512];
   sdw_cuda_describe(b.ctx, desc, sizeof desc);
   printf("cuda_ops: %s\n", desc);
-  const int maths = 2;
+  const int maths = 3;
 #else
   const int maths = 1; /* unreachable without CUDA: sdw_backend_cuda() is NULL */
 #endif
-  for (int tf32 = 0; tf32 < maths; tf32++) {
+  for (int tf32 = 0; tf32 < maths; tf32++) /* 0 fp32, 1 tf32, 2 bf16 */ {
 #ifdef SDW_HAVE_CUDA
-    sdw_cuda_set_math(b.ctx, tf32 ? SDW_CUDA_MATH_TF32 : SDW_CUDA_MATH_FP32);
+    static const sdw_cuda_math modes[3] = {SDW_CUDA_MATH_FP32, SDW_CUDA_MATH_TF32,
+                                           SDW_CUDA_MATH_BF16};
+    sdw_cuda_set_math(b.ctx, modes[tf32]);
 #endif
-    const char *math = tf32 ? "tf32" : "fp32";
+    const char *math = tf32 == 2 ? "bf16" : tf32 ? "tf32" : "fp32";
     bench_linear(&b, 8 * 4096, 320, 1280, math);
     bench_linear(&b, 8 * 1024, 640, 5120, math);
     bench_conv(&b, 8, 320, 64, 320, math);

@@ -60,8 +60,19 @@ static sdw_status impl_init(sdw_cuda_impl *im, int device) {
       cudaDeviceGetAttribute(&im->max_smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   CUDA_TRY(cudaDeviceGetAttribute(&im->sm_count, cudaDevAttrMultiProcessorCount, device));
   CUDA_TRY(cudaDeviceGetAttribute(&im->pageable_access, cudaDevAttrPageableMemoryAccess, device));
-  const char *tf32 = getenv("SDW_CUDA_TF32");
+  const char *tf32 = getenv("SDW_CUDA_TF32"), *math = getenv("SDW_CUDA_MATH");
   im->math = tf32 && strcmp(tf32, "1") == 0 ? SDW_CUDA_MATH_TF32 : SDW_CUDA_MATH_FP32;
+  if (math && *math) {
+    if (strcmp(math, "fp32") == 0)
+      im->math = SDW_CUDA_MATH_FP32;
+    else if (strcmp(math, "tf32") == 0)
+      im->math = SDW_CUDA_MATH_TF32;
+    else if (strcmp(math, "bf16") == 0)
+      im->math = SDW_CUDA_MATH_BF16;
+    else
+      return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                      "SDW_CUDA_MATH is '%s'; it must be fp32, tf32 or bf16", math);
+  }
   return SDW_OK;
 }
 
@@ -227,7 +238,10 @@ extern "C" void sdw_cuda_describe(const sdw_ctx *ctx, char *buf, size_t size) {
            "(HMM/ATS) %s, math %s",
            im->device, prop.name, prop.major, prop.minor, prop.multiProcessorCount,
            (double)prop.totalGlobalMem / (1 << 30), driver, runtime,
-           im->pageable_access ? "yes" : "no", im->math == SDW_CUDA_MATH_TF32 ? "tf32" : "fp32");
+           im->pageable_access ? "yes" : "no",
+           im->math == SDW_CUDA_MATH_TF32   ? "tf32"
+           : im->math == SDW_CUDA_MATH_BF16 ? "bf16"
+                                            : "fp32");
 }
 
 extern "C" void sdw_cuda_memory_stats(const sdw_ctx *ctx, size_t *in_use, size_t *peak) {

@@ -13,12 +13,19 @@
 extern "C" {
 #endif
 
-/* GEMM / convolution arithmetic of a CUDA ctx. FP32 (the default) keeps
- * every product in IEEE fp32 (cuBLAS CUBLAS_COMPUTE_32F, cuDNN
- * CUDNN_FMA_MATH): the parity tests run in this mode. TF32 lets cuBLAS and
- * cuDNN use TF32 tensor cores for f32 operands (about 1e-3 relative error).
- * The environment variable SDW_CUDA_TF32=1 selects TF32 at ctx creation. */
-typedef enum sdw_cuda_math { SDW_CUDA_MATH_FP32 = 0, SDW_CUDA_MATH_TF32 = 1 } sdw_cuda_math;
+/* GEMM / convolution arithmetic of a CUDA ctx (tensors stay f32):
+ *  FP32 (the default): IEEE fp32 products (cuBLAS CUBLAS_COMPUTE_32F, cuDNN
+ *    CUDNN_FMA_MATH); the parity tests run in this mode.
+ *  TF32: cuBLAS and cuDNN may use TF32 tensor cores (~1e-3 relative).
+ *  BF16: cuBLAS converts GEMM operands to bf16 on the fly
+ *    (CUBLAS_COMPUTE_32F_FAST_16BF, fp32 accumulate); convolutions as TF32.
+ * The environment variable SDW_CUDA_MATH=fp32|tf32|bf16 (or SDW_CUDA_TF32=1)
+ * picks the mode at ctx creation. */
+typedef enum sdw_cuda_math {
+  SDW_CUDA_MATH_FP32 = 0,
+  SDW_CUDA_MATH_TF32 = 1,
+  SDW_CUDA_MATH_BF16 = 2
+} sdw_cuda_math;
 
 /* ctx must come from sdw_backend_cuda(). */
 void sdw_cuda_set_math(sdw_ctx *ctx, sdw_cuda_math math);
