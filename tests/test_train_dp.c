@@ -193,4 +193,5 @@ SDW_TEST(train_dp_two_ranks_equal_one_rank) {
   for (int r = 0; r < DP_WORLD; r++)
     dp_free_state(&ranks[r]);
   free(w0);
+  train_fixture_restore_threads(); /* the trainers set `threads` process-wide */
 }
