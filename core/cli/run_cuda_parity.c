@@ -332,6 +332,30 @@ static void case_conv(parity *p, bool transpose, int64_t n, int64_t ci, int64_t 
   check_case(p, name, transpose ? op_convt_bwd : op_conv_bwd, &fa, outs, 3, 1e-4, SDW_OK);
 }
 
+/* Backward with some gradients NULL (skipped): the others must not change. */
+static void case_conv_partial(parity *p, bool transpose, bool dx, bool dw, bool db) {
+  const int64_t n = 2, ci = 3, h = 9, w = 8, co = 4, k = 3;
+  int stride = transpose ? 2 : 1, pad = 1;
+  int64_t ho = transpose ? (h - 1) * stride - 2 * pad + k : (h + 2 * pad - k) / stride + 1;
+  int64_t wo = transpose ? (w - 1) * stride - 2 * pad + k : (w + 2 * pad - k) / stride + 1;
+  int64_t xs[4] = {n, ci, h, w}, ys[4] = {n, co, ho, wo};
+  int64_t ws[4] = {transpose ? ci : co, transpose ? co : ci, k, k}, bs[1] = {co};
+  conv_arg a = {stride, pad, true, dx, dw, db};
+  char name[128];
+  snprintf(name, sizeof name, "%s_backward only%s%s%s", transpose ? "conv_transpose2d" : "conv2d",
+           dx ? " dx" : "", dw ? " dw" : "", db ? " db" : "");
+  pt_f32(p, 4, xs, INIT_RAND);
+  pt_f32(p, 4, ws, INIT_RAND);
+  pt_f32(p, 4, ys, INIT_RAND);
+  int outs[3], no = 0;
+  int ix = pt_f32(p, 4, xs, INIT_RAND), iw = pt_f32(p, 4, ws, INIT_RAND);
+  int ib = pt_f32(p, 1, bs, INIT_RAND);
+  if (dx) outs[no++] = ix;
+  if (dw) outs[no++] = iw;
+  if (db) outs[no++] = ib;
+  check_case(p, name, transpose ? op_convt_bwd : op_conv_bwd, &a, outs, no, 1e-4, SDW_OK);
+}
+
 static sdw_status op_up_fwd(sdw_ctx *c, sdw_tensor **t, void *a, int side) {
   (void)a, (void)side;
   return c->ops->upsample_nearest2x_forward(c, t[0], t[1]);
@@ -542,9 +566,9 @@ static sdw_status op_attn_bwd(sdw_ctx *c, sdw_tensor **t, void *a, int side) {
 /* mask: batch 0 keeps every key but the last, the last batch removes every
  * key (fully masked rows: zero output, lse = -inf, zero gradients), the rest
  * keep a random ~70%. */
-static void case_attention(parity *p, int64_t b, int64_t tq, int64_t tk, int64_t h, int64_t dh,
-                           bool mask, bool causal) {
-  attn_arg aa = {mask, causal, true, true, true, (float)(1.0 / sqrt((double)dh))};
+static void case_attention_grads(parity *p, int64_t b, int64_t tq, int64_t tk, int64_t h,
+                                 int64_t dh, bool mask, bool causal, bool dq, bool dk, bool dv) {
+  attn_arg aa = {mask, causal, dq, dk, dv, (float)(1.0 / sqrt((double)dh))};
   int64_t qs[4] = {b, tq, h, dh}, ks[4] = {b, tk, h, dh}, ms[2] = {b, tk}, ls[3] = {b, h, tq};
   unsigned char *m = malloc((size_t)(b * tk));
   if (!m) return;
@@ -552,9 +576,10 @@ static void case_attention(parity *p, int64_t b, int64_t tq, int64_t tk, int64_t
     for (int64_t j = 0; j < tk; j++)
       m[bi * tk + j] = bi == 0 ? j != tk - 1 : bi == b - 1 ? 0 : rng_uniform(p) < 0.7f;
   char name[160];
-  snprintf(name, sizeof name, "attention_forward B%lld Tq%lld Tk%lld H%lld Dh%lld%s%s",
+  const char *only = dq && dk && dv ? "" : dq ? " only dq" : dk && dv ? " only dk dv" : " only dv";
+  snprintf(name, sizeof name, "attention_forward B%lld Tq%lld Tk%lld H%lld Dh%lld%s%s%s",
            (long long)b, (long long)tq, (long long)tk, (long long)h, (long long)dh,
-           mask ? " mask" : "", causal ? " causal" : "");
+           mask ? " mask" : "", causal ? " causal" : "", only);
   int q = pt_f32(p, 4, qs, INIT_RAND);
   int k = pt_f32(p, 4, ks, INIT_RAND);
   int v = pt_f32(p, 4, ks, INIT_RAND);
@@ -564,9 +589,9 @@ static void case_attention(parity *p, int64_t b, int64_t tq, int64_t tk, int64_t
   outs[1] = pt_f32(p, 3, ls, INIT_RAND);
   check_case(p, name, op_attn_fwd, &aa, outs, 2, 1e-4, SDW_OK);
 
-  snprintf(name, sizeof name, "attention_backward B%lld Tq%lld Tk%lld H%lld Dh%lld%s%s",
+  snprintf(name, sizeof name, "attention_backward B%lld Tq%lld Tk%lld H%lld Dh%lld%s%s%s",
            (long long)b, (long long)tq, (long long)tk, (long long)h, (long long)dh,
-           mask ? " mask" : "", causal ? " causal" : "");
+           mask ? " mask" : "", causal ? " causal" : "", only);
   q = pt_f32(p, 4, qs, INIT_RAND);
   k = pt_f32(p, 4, ks, INIT_RAND);
   v = pt_f32(p, 4, ks, INIT_RAND);
@@ -587,11 +612,18 @@ static void case_attention(parity *p, int64_t b, int64_t tq, int64_t tk, int64_t
       p->broken = true;
   }
   pt_f32(p, 4, qs, INIT_RAND); /* dout */
-  outs[0] = pt_f32(p, 4, qs, INIT_RAND);
-  outs[1] = pt_f32(p, 4, ks, INIT_RAND);
-  outs[2] = pt_f32(p, 4, ks, INIT_RAND);
-  check_case(p, name, op_attn_bwd, &aa, outs, 3, 1e-4, SDW_OK);
+  int gq = pt_f32(p, 4, qs, INIT_RAND), gk = pt_f32(p, 4, ks, INIT_RAND);
+  int gv = pt_f32(p, 4, ks, INIT_RAND), no = 0;
+  if (dq) outs[no++] = gq;
+  if (dk) outs[no++] = gk;
+  if (dv) outs[no++] = gv;
+  check_case(p, name, op_attn_bwd, &aa, outs, no, 1e-4, SDW_OK);
   free(m);
+}
+
+static void case_attention(parity *p, int64_t b, int64_t tq, int64_t tk, int64_t h, int64_t dh,
+                           bool mask, bool causal) {
+  case_attention_grads(p, b, tq, tk, h, dh, mask, causal, true, true, true);
 }
 
 /* softmax fwd t: x y; bwd t: y dy dx */
@@ -992,6 +1024,10 @@ static void run_all(parity *p) {
   case_conv(p, true, 2, 4, 7, 7, 3, 4, 2, 1);
   case_conv(p, true, 1, 8, 8, 8, 8, 3, 1, 1);
   case_conv(p, true, 2, 64, 16, 16, 32, 4, 2, 1);
+  case_conv_partial(p, false, true, false, false);
+  case_conv_partial(p, false, false, true, true);
+  case_conv_partial(p, true, true, false, false);
+  case_conv_partial(p, true, false, true, true);
   case_softmax(p, 5, 77);
   case_softmax(p, 33, 1000);
   case_softmax(p, 1024, 4096);
@@ -1003,6 +1039,9 @@ static void run_all(parity *p) {
   case_attention(p, 2, 100, 100, 3, 80, false, false);
   case_attention(p, 2, 1024, 77, 8, 40, true, false);
   case_attention(p, 1, 4096, 4096, 2, 64, false, false);
+  case_attention_grads(p, 2, 21, 19, 2, 40, true, true, true, false, false);
+  case_attention_grads(p, 2, 21, 19, 2, 40, true, false, false, true, true);
+  case_attention_grads(p, 2, 21, 19, 2, 40, false, false, false, false, true);
   case_embeddings(p);
   case_mse(p, 3, 4, 5, 7);
   case_mse(p, 8, 4, 64, 64);

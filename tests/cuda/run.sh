@@ -65,7 +65,7 @@ if [ -n "$sanitizer" ]; then
   # small shapes only (each case name carries its shape), one process per tool
   small=("[2,5,7,9]" "[3,1001]" "[2,3,5,7]" "[2,32,9,7]" "[3,5,40]" "matmul [3]" "x[2,3,17,17]"
     "x[2,4,7,7]" "softmax_forward [5,77]" "softmax_backward [5,77]" "B2 Tq37" "B3 Tq33" "Dh160"
-    "Dh512" "embedding" "mse_loss_forward [3" "mse_loss_backward [3" "n=1001")
+    "Dh512" "Tq21" " only d" "embedding" "mse_loss_forward [3" "mse_loss_backward [3" "n=1001")
   for tool in memcheck racecheck; do
     if ! timeout 300 "$sanitizer" --tool "$tool" --error-exitcode 3 "$SDW" run cuda-parity \
       "${small[@]}" >"$tmp/san.log" 2>&1; then
