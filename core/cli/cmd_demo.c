@@ -514,7 +514,7 @@ static void preview_once(const demo_options *o, const demo_paths *p, preview_sta
 
 /* --- headless ------------------------------------------------------------------------------- */
 
-static int headless(const demo_options *o, const demo_paths *p) {
+static int headless(const demo_options *o, const demo_paths *p, long old_pid) {
   const double start = now_seconds(), deadline = start + o->minutes * 60;
   preview_state ps = {.first_preview = -1};
   /* the demo's own sampling stays on one thread: the run has the cores */
@@ -525,7 +525,9 @@ static int headless(const demo_options *o, const demo_paths *p) {
   bool alive = true;
   while (now_seconds() < deadline) {
     j = read_job(p->run);
-    alive = job_alive(&j) || !j.ok; /* job.json may not exist yet */
+    /* job.json may not exist yet, or still be the previous job's (a
+     * continued run): the new job has two minutes to take it over */
+    alive = job_alive(&j) || !j.ok || (j.pid == old_pid && now_seconds() - start < 120);
     if (!alive && now_seconds() - start > 5) break;
     preview_once(o, p, &ps, start, true);
     if (now_seconds() - last_line >= 10 && j.ok) {
@@ -667,6 +669,8 @@ int sdw_cmd_demo(int argc, char **argv) {
   say("directory %s", p.dir);
   if ((rc = run_pipeline(&o, &p)) != 0) return rc;
   if ((rc = make_text_encoder(&p)) != 0) return rc;
+  const job_status before = read_job(p.run);
+  const long old_pid = job_alive(&before) ? 0 : before.pid; /* 0: that one goes on */
   if ((rc = start_training(&o, &p)) != 0) return rc;
-  return o.headless ? headless(&o, &p) : interactive(&o, &p);
+  return o.headless ? headless(&o, &p, old_pid) : interactive(&o, &p);
 }
