@@ -74,8 +74,9 @@ static double now_s(void) {
 
 /* --- background requests to the job -------------------------------------------------------- */
 
-/* The job answers between training steps, which can take seconds on a CPU
- * (a checkpoint much longer): every request runs on its own thread with its
+/* The job acts on pause, resume, checkpoint and stop (and answers them) at
+ * the end of its current training step, which can take minutes on a CPU (a
+ * checkpoint longer still): every request runs on its own thread with its
  * own connection, and the main loop picks up the outcome. */
 typedef struct request_slot {
   pthread_mutex_t lock;
@@ -414,7 +415,8 @@ static void do_action(state *s, sdw_tui_action act) {
     if (!job_reachable(s, "pause")) return;
     bool paused = strcmp(s->model.job.state, "paused") == 0;
     const char *cmd = paused ? "resume" : "pause";
-    if (send_request(s->socket_path, simple_request(cmd), 30000, cmd))
+    /* answered when the job's current step ends: minutes for a big model */
+    if (send_request(s->socket_path, simple_request(cmd), 3600 * 1000, cmd))
       note(s, false, "%s requested", cmd);
     return;
   }
@@ -479,7 +481,7 @@ static void handle_key(state *s, int key) {
   case SDW_OVERLAY_CONFIRM_STOP:
     v->overlay = SDW_OVERLAY_NONE;
     if (key == 'y' || key == 'Y') {
-      if (send_request(s->socket_path, simple_request("stop"), 60000, "stop"))
+      if (send_request(s->socket_path, simple_request("stop"), 3600 * 1000, "stop"))
         note(s, false, "stop requested");
     } else {
       note(s, false, "stop cancelled");
