@@ -10,6 +10,7 @@
 #include <barrier>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -79,7 +80,8 @@ inline void emu_launch(dim3 grid, dim3 block, size_t smem, const std::function<v
       }
 }
 typedef struct sdw_cuda_impl {
-  int max_smem_optin = 232448;
+  /* shared memory per block: SDW_EMU_SMEM=101376 mimics sm_86/89/120 (attention tiles of 16) */
+  int max_smem_optin = getenv("SDW_EMU_SMEM") ? atoi(getenv("SDW_EMU_SMEM")) : 232448;
   std::vector<char> ws;
   int flag_storage = 0, host_flag_storage = 0;
   int *flag = &flag_storage, *host_flag = &host_flag_storage;

@@ -6,6 +6,7 @@
 # CPU backend, and compared case by case. Slow (one thread per CUDA thread):
 # only small cases. Needs a built tree (make build/sdw). Usage:
 #   tools/cuda_emu/run.sh [SUBSTRING...]   (default: the small cases)
+# SDW_EMU_SMEM=101376 gives blocks the shared memory of sm_86/89/120.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${BUILD:=build}"
