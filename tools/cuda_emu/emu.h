@@ -7,6 +7,7 @@
 #pragma once
 #include "kernels/cuda/cuda_backend.h"
 #include "kernels/ops.h"
+#include "tools/cuda_emu/emu_libs.h"
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -87,6 +88,9 @@ typedef struct sdw_cuda_impl {
   int *flag = &flag_storage, *host_flag = &host_flag_storage;
   double host_sum_storage = 0, *host_sum = &host_sum_storage;
   cudaStream_t stream = nullptr;
+  cublasHandle_t blas = nullptr;
+  cudnnHandle_t dnn = nullptr;
+  void *conv_cache = nullptr;
   sdw_cuda_math math = SDW_CUDA_MATH_FP32;
 } sdw_cuda_impl;
 enum { cudaMemcpyDeviceToDevice = 3, cudaMemcpyDeviceToHost = 2, cudaMemcpyHostToDevice = 1 };

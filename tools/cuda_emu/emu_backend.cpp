@@ -1,8 +1,7 @@
 // The emulated CUDA backend: the op table of kernels/cuda/backend.cu over
 // the emulated kernels (tools/cuda_emu/run.sh transforms kernels/cuda/*.cu),
-// host memory standing in for device memory. GEMM and convolution entries
-// are library calls on a GPU (cuBLAS, cuDNN) and are left out (NULL): the
-// parity cases that need them are not selected.
+// host memory standing in for device memory; cuBLAS and cuDNN are the
+// reference loops of emu_libs.h.
 #include <cstdio>
 #include <cstdlib>
 
@@ -12,7 +11,9 @@ extern "C" {
 }
 
 static sdw_status emu_ctx_create(sdw_ctx **out, int);
+void sdw_cuda_conv_cache_free(void *cache);
 static void emu_ctx_destroy(sdw_ctx *ctx) {
+  sdw_cuda_conv_cache_free(cuda_impl(ctx)->conv_cache);
   delete cuda_impl(ctx);
   sdw_arena_destroy(ctx->scratch);
   free(ctx);
@@ -42,6 +43,13 @@ static sdw_backend make_table() {
   b.copy = sdw_cuda_copy;
   b.fill = sdw_cuda_fill;
   b.cast = sdw_cuda_cast;
+  b.conv2d_forward = sdw_cuda_conv2d_forward;
+  b.conv2d_backward = sdw_cuda_conv2d_backward;
+  b.conv_transpose2d_forward = sdw_cuda_conv_transpose2d_forward;
+  b.conv_transpose2d_backward = sdw_cuda_conv_transpose2d_backward;
+  b.linear_forward = sdw_cuda_linear_forward;
+  b.linear_backward = sdw_cuda_linear_backward;
+  b.matmul = sdw_cuda_matmul;
   b.upsample_nearest2x_forward = sdw_cuda_upsample_nearest2x_forward;
   b.upsample_nearest2x_backward = sdw_cuda_upsample_nearest2x_backward;
   b.group_norm_forward = sdw_cuda_group_norm_forward;
