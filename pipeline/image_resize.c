@@ -25,6 +25,12 @@
 #include <immintrin.h>
 #endif
 
+/* Products and sums stay separate roundings, as OpenCV computes them: GCC
+ * does not fuse them in ISO C mode (-std=c11), clang would by default. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#endif
+
 enum { COEF_BITS = 11, COEF_SCALE = 1 << COEF_BITS, CN = 3 };
 
 sdw_status sdw_image_alloc(int width, int height, sdw_image *out) {
