@@ -555,7 +555,6 @@ static int headless(const demo_options *o, const demo_paths *p, long old_pid) {
     fprintf(stderr, "sdw: demo: the run wrote no checkpoint (see %s/events.log)\n", p->run);
     return 1;
   }
-  omp_set_num_threads(omp_get_num_procs());
   int64_t step = 0;
   double secs = 0;
   if (make_grid(ck, (int)o->preview_steps, p->grid, &step, &secs) != SDW_OK) {
