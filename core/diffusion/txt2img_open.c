@@ -413,27 +413,32 @@ static sdw_status open_parts(sdw_ctx *ctx, const sdw_txt2img_source *src, open_s
                     "AutoencoderKL file or an SD 1.x file)",
                     src->model);
   }
+  s->unet = calloc(1, sizeof *s->unet);
+  s->te = calloc(1, sizeof *s->te);
+  s->vae = calloc(1, sizeof *s->vae);
+  if (!s->unet || !s->te || !s->vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
+  SDW_TRY(sdw_tokenizer_load(src->vocab, src->tokenizer, &s->tok));
+  /* The UNet first: when a file is not the model its configuration says,
+   * the UNet's shapes give the clearest message. Low memory opens the text
+   * encoder and the VAE first instead (their configurations are needed now)
+   * and releases each at once, so the peak while opening is the UNet alone. */
+  if (!src->low_memory) SDW_TRY(open_unet(ctx, src->model, layout, src->ema, s));
   const bool ldm = layout == SDW_TXT2IMG_LAYOUT_LDM;
   if (ldm && !src->text_encoder &&
       !ldm_part_config(src->model, "text_encoder", r->te_config, sizeof r->te_config))
     r->te_config[0] = '\0';
   if (ldm && !src->vae && !ldm_part_config(src->model, "vae", r->vae_config, sizeof r->vae_config))
     r->vae_config[0] = '\0';
-  s->unet = calloc(1, sizeof *s->unet);
-  s->te = calloc(1, sizeof *s->te);
-  s->vae = calloc(1, sizeof *s->vae);
-  if (!s->unet || !s->te || !s->vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory");
-  SDW_TRY(sdw_tokenizer_load(src->vocab, src->tokenizer, &s->tok));
-  /* Low memory: the text encoder and the VAE are opened first (their
-   * configurations are needed now) and released at once, so the peak while
-   * opening is the UNet alone. */
   SDW_TRY(open_text_encoder(ctx, r, s->te));
   s->te_ready = true;
   if (src->low_memory) sdw_txt2img_part_release(SDW_TXT2IMG_PART_TEXT_ENCODER, s->te);
   SDW_TRY(open_vae(ctx, r, s->vae));
   s->vae_ready = true;
-  if (src->low_memory) sdw_txt2img_part_release(SDW_TXT2IMG_PART_VAE, s->vae);
-  return open_unet(ctx, src->model, layout, src->ema, s);
+  if (src->low_memory) {
+    sdw_txt2img_part_release(SDW_TXT2IMG_PART_VAE, s->vae);
+    SDW_TRY(open_unet(ctx, src->model, layout, src->ema, s));
+  }
+  return SDW_OK;
 }
 
 sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt2img **out) {
