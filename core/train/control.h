@@ -88,8 +88,9 @@ void sdw_control_server_broadcast(sdw_control_server *s, const cJSON *event);
  * handler must answer at once) is later passed to sdw_control_server_reply,
  * which sends {"id":<the request's>, ...body} as finish_reply does for a
  * handler's reply (body owned by the server; NULL: "internal"), or drops it
- * when that client has gone, and frees the ticket. Both on the thread that
- * polls s. A client may receive replies out of request order: it matches
+ * when that client has gone, and frees the ticket (s NULL: only frees the
+ * ticket and body; d NULL: only frees body). Both on the thread that polls
+ * s. A client may receive replies out of request order: it matches
  * them by "id". */
 typedef struct sdw_control_deferred sdw_control_deferred;
 sdw_control_deferred *sdw_control_server_defer(sdw_control_server *s, const cJSON *request);

@@ -214,9 +214,13 @@ static void out_push(job *j, cJSON *body, sdw_control_deferred *reply) {
       else
         j->out_head = it;
       j->out_tail = it;
-      pthread_mutex_unlock(&j->ctl_lock);
-      return;
+    } else {
+      /* out of memory: dropped (a NULL server frees the ticket and body;
+       * the server itself belongs to the control thread) */
+      sdw_control_server_reply(NULL, reply, body);
     }
+    pthread_mutex_unlock(&j->ctl_lock);
+    return;
   }
   pthread_mutex_unlock(&j->ctl_lock);
   if (reply) {
