@@ -74,13 +74,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0) return 0;
   client *c = calloc(1, sizeof *c);
   c->fd = sv[0];
+  /* the server only as the handler's context (the fuzz handler never defers) */
+  sdw_control_server *srv = calloc(1, sizeof *srv);
   buf acc = {0};
   size_t replies = 0;
   size_t iter = 0;
   for (size_t off = 0; off < size && !c->dead; off += chunk, iter++) {
     size_t n = size - off < chunk ? size - off : chunk;
     if (buf_append(&c->in, data + off, n) != 0) abort();
-    client_lines(c, fuzz_handler, NULL);
+    client_lines(srv, c, fuzz_handler, NULL);
     if (iter % 64 == 63) replies += drain(sv[1], &acc); /* the socket holds 64 replies */
   }
   client_flush(c);
@@ -104,6 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   buf_free(&acc);
   close(sv[1]);
   client_free(c);
+  free(srv);
   free(owned);
   return 0;
 }
