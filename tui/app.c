@@ -378,6 +378,11 @@ typedef struct state {
   char stage_names[16][32];
   int nstage_pids;
   bool awaiting_sample; /* this viewer asked for a sample: show it when it comes */
+  /* The prompt sampler (opt.model): one `sdw sample` child at a time. */
+  pid_t sampler_pid;      /* 0: none running */
+  char sampler_log[1200]; /* DIR/sample.log: its stdout and stderr, appended */
+  long sampler_log_start; /* the log's size when it started: its lines follow */
+  double sampler_started, sampler_note_time;
 } state;
 
 static void note(state *s, bool error, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -409,6 +414,178 @@ static bool job_reachable(state *s, const char *what) {
   return false;
 }
 
+/* --- the prompt sampler: `sdw sample` as a child process ------------------------------------- */
+
+static void show_png(state *s, const char *img);
+
+/* Where the sampler writes: RUN/samples with a run, else ./samples (made
+ * here). Absolute, so the log panel's path means something anywhere. */
+static bool sampler_dir(state *s, char *dir, size_t cap) {
+  char cwd[1024];
+  if (s->model.run_dir[0])
+    snprintf(dir, cap, "%s/samples", s->model.run_dir);
+  else if (getcwd(cwd, sizeof cwd))
+    snprintf(dir, cap, "%s/samples", cwd);
+  else
+    snprintf(dir, cap, "samples");
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    note(s, true, "sample: %.200s: %s", dir, strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+/* Starts `sdw sample` with the dialog's request (the fields, validated by
+ * the form). Its own session (setsid): a viewer that exits, or a Ctrl-C at
+ * the viewer's terminal, does not kill it half-way; it finishes and writes
+ * its PNG. stdout and stderr go to DIR/sample.log (appended). */
+static void sampler_start(state *s, const cJSON *req) {
+  char dir[1100];
+  if (!sampler_dir(s, dir, sizeof dir)) return;
+  const cJSON *prompt = cJSON_GetObjectItemCaseSensitive(req, "prompt");
+  const cJSON *neg = cJSON_GetObjectItemCaseSensitive(req, "negative");
+  const cJSON *steps = cJSON_GetObjectItemCaseSensitive(req, "steps");
+  const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(req, "cfg");
+  const cJSON *seed = cJSON_GetObjectItemCaseSensitive(req, "seed");
+  bool ema = !cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(req, "ema"));
+  if (!cJSON_IsString(prompt) || !cJSON_IsNumber(steps) || !cJSON_IsNumber(cfg)) return;
+  char steps_s[32], cfg_s[32], seed_s[32], w_s[16], h_s[16], out[1200];
+  snprintf(steps_s, sizeof steps_s, "%d", (int)steps->valuedouble);
+  snprintf(cfg_s, sizeof cfg_s, "%.9g", cfg->valuedouble);
+  /* An empty seed field: a random seed (sdw sample's -1), written into the
+   * PNG's infotext. */
+  snprintf(seed_s, sizeof seed_s, "%.0f", cJSON_IsNumber(seed) ? seed->valuedouble : -1.0);
+  snprintf(w_s, sizeof w_s, "%d", s->opt.sample_w);
+  snprintf(h_s, sizeof h_s, "%d", s->opt.sample_h);
+  snprintf(out, sizeof out, "%s/", dir); /* a folder: NNNN_<prompt>.png */
+  char *argv[24];
+  int n = 0;
+  argv[n++] = "sdw";
+  argv[n++] = "sample";
+  argv[n++] = "--model";
+  argv[n++] = (char *)s->opt.model;
+  argv[n++] = "--prompt";
+  argv[n++] = prompt->valuestring;
+  if (cJSON_IsString(neg) && neg->valuestring[0]) {
+    argv[n++] = "--negative";
+    argv[n++] = neg->valuestring;
+  }
+  argv[n++] = "--steps";
+  argv[n++] = steps_s;
+  argv[n++] = "--cfg";
+  argv[n++] = cfg_s;
+  argv[n++] = "--seed";
+  argv[n++] = seed_s;
+  if (!ema) argv[n++] = "--no-ema";
+  if (s->opt.sample_w > 0) {
+    argv[n++] = "-W";
+    argv[n++] = w_s;
+    argv[n++] = "-H";
+    argv[n++] = h_s;
+  }
+  argv[n++] = "--out";
+  argv[n++] = out;
+  argv[n] = NULL;
+
+  snprintf(s->sampler_log, sizeof s->sampler_log, "%s/sample.log", dir);
+  int fd = open(s->sampler_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    note(s, true, "sample: %.200s: %s", s->sampler_log, strerror(errno));
+    return;
+  }
+  struct stat st;
+  s->sampler_log_start = fstat(fd, &st) == 0 ? (long)st.st_size : 0;
+  int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  pid_t pid = fork();
+  if (pid == 0) {
+    setsid();
+    if (devnull >= 0) dup2(devnull, 0);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    execv("/proc/self/exe", argv); /* the running binary, as for pipeline stages */
+    _exit(127);
+  }
+  close(fd);
+  if (devnull >= 0) close(devnull);
+  if (pid < 0) {
+    note(s, true, "sample: fork: %s", strerror(errno));
+    return;
+  }
+  s->sampler_pid = pid;
+  s->sampler_started = now_s();
+  note(s, false, "sampling: \"%.160s\" (sdw sample, pid %d, log %.200s)", prompt->valuestring,
+       (int)pid, s->sampler_log);
+  s->sampler_note_time = s->view.message_time;
+}
+
+/* The lines the child wrote to the log since it started (malloc'd, NUL-
+ * terminated; NULL when unreadable). */
+static char *sampler_output(const state *s) {
+  FILE *f = fopen(s->sampler_log, "rb");
+  if (!f) return NULL;
+  char *buf = NULL;
+  if (fseek(f, s->sampler_log_start, SEEK_SET) == 0) {
+    size_t cap = 1 << 16, len = 0;
+    buf = malloc(cap + 1);
+    size_t k;
+    while (buf && (k = fread(buf + len, 1, cap - len, f)) > 0) {
+      len += k;
+      if (len == cap) {
+        /* a long log: keep its end, where the outcome is */
+        memmove(buf, buf + cap / 2, cap / 2);
+        len = cap / 2;
+      }
+    }
+    if (buf) buf[len] = 0;
+  }
+  fclose(f);
+  return buf;
+}
+
+/* The status line says "sampling…" while the child runs (unless another
+ * message came in the last 3 s); its exit shows the PNG or the error. */
+static void sampler_poll(state *s) {
+  if (s->sampler_pid <= 0) return;
+  int status;
+  pid_t r = waitpid(s->sampler_pid, &status, WNOHANG);
+  double t = now_s();
+  if (r == 0) {
+    if (s->view.message_time == s->sampler_note_time || t - s->view.message_time > 3) {
+      sdw_tui_view_message(&s->view, false, t, "sampling\u2026 %.0fs", t - s->sampler_started);
+      s->sampler_note_time = s->view.message_time;
+    }
+    return;
+  }
+  s->sampler_pid = 0;
+  if (r < 0) return;
+  char *text = sampler_output(s);
+  bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+  /* sdw sample prints each file it wrote on stdout, its progress and errors
+   * ("sdw: ...") on stderr: the first .png line is the image, the last
+   * line the error. */
+  char png[1200] = "", last[300] = "";
+  for (char *line = text; line && *line;) {
+    char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) : strlen(line);
+    if (len > 0) snprintf(last, sizeof last, "%.*s", (int)(len < 299 ? len : 299), line);
+    if (!png[0] && len > 4 && len < sizeof png && memcmp(line + len - 4, ".png", 4) == 0 &&
+        strncmp(line, "sdw:", 4) != 0)
+      snprintf(png, sizeof png, "%.*s", (int)len, line);
+    line = end ? end + 1 : line + len;
+  }
+  free(text);
+  if (ok && png[0]) {
+    note(s, false, "sample ready: %s", png);
+    show_png(s, png);
+    s->view.focus = SDW_PANEL_PREVIEW;
+  } else if (ok) {
+    note(s, true, "sample: sdw sample wrote no image (see %s)", s->sampler_log);
+  } else {
+    note(s, true, "sample failed (%s %d): %s", WIFEXITED(status) ? "status" : "signal",
+         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), last[0] ? last : "no output");
+  }
+}
+
 static void do_action(state *s, sdw_tui_action act) {
   switch (act) {
   case SDW_ACT_PAUSE_TOGGLE: {
@@ -427,7 +604,15 @@ static void do_action(state *s, sdw_tui_action act) {
       note(s, false, "checkpoint requested");
     return;
   case SDW_ACT_SAMPLE:
-    if (!job_reachable(s, "sample")) return;
+    if (s->opt.model) {
+      /* The model's own sampler: no job needed. */
+      if (s->sampler_pid > 0) {
+        note(s, true, "sample: one is running already (pid %d)", (int)s->sampler_pid);
+        return;
+      }
+    } else if (!job_reachable(s, "sample")) {
+      return;
+    }
     sdw_tui_sample_form_reset(&s->view.form);
     s->view.overlay = SDW_OVERLAY_SAMPLE;
     return;
@@ -493,7 +678,11 @@ static void handle_key(state *s, int key) {
       v->overlay = SDW_OVERLAY_NONE;
     } else if (r == SDW_FORM_SUBMIT) {
       cJSON *req = sdw_tui_sample_form_request(&v->form);
-      if (req) {
+      if (req && s->opt.model) {
+        v->overlay = SDW_OVERLAY_NONE;
+        sampler_start(s, req);
+        cJSON_Delete(req);
+      } else if (req) {
         v->overlay = SDW_OVERLAY_NONE;
         if (send_request(s->socket_path, req, 60000, "sample")) {
           note(s, false, "sample requested: %.200s", v->form.field[SDW_FIELD_PROMPT].text);
@@ -530,6 +719,11 @@ static void refresh_preview(state *s) {
   if (strcmp(img, s->loaded_image) == 0 && s->model.latest_image_mtime == s->loaded_mtime) return;
   snprintf(s->loaded_image, sizeof s->loaded_image, "%s", img);
   s->loaded_mtime = s->model.latest_image_mtime;
+  show_png(s, img);
+}
+
+/* Loads img into the preview panel, with its prompt. */
+static void show_png(state *s, const char *img) {
   if (sdw_preview_load_png(&s->preview, img) == SDW_OK) {
     snprintf(s->view.preview_path, sizeof s->view.preview_path, "%s", img);
     s->view.preview = &s->preview;
@@ -810,6 +1004,7 @@ int sdw_tui_run(const sdw_tui_options *o) {
     socket_events(s, t);
     collect_outcomes(s);
     reap_children(s);
+    sampler_poll(s);
     if (t - s->last_poll >= 0.5) poll_model(s, t);
     if (t - s->last_devices >= 1.0) {
       sdw_tui_devices_sample(&s->devices, s->model.job_alive ? s->model.job.pid : 0);
@@ -844,6 +1039,9 @@ int sdw_tui_run(const sdw_tui_options *o) {
       printf(" (the job goes on; sdw attach %s comes back)", s->model.run_dir);
     printf("\n");
   }
+  if (s->sampler_pid > 0 && quit_signal != SIGHUP)
+    fprintf(stderr, "sdw: the sample goes on (pid %d; its log: %s)\n", (int)s->sampler_pid,
+            s->sampler_log);
   if (s->exit_note[0]) fprintf(stderr, "sdw: %s\n", s->exit_note);
   sdw_control_client_close(s->client);
   sdw_preview_free(&s->preview);

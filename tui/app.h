@@ -15,6 +15,12 @@ typedef struct sdw_tui_options {
   const char *theme;    /* NULL: default (NO_COLOR forces mono) */
   sdw_tui_panel focus;  /* the panel shown first */
   bool probe;           /* ask the terminal for sixel support and cell size */
+  /* The prompt sampler: with a model, `s` runs `sdw sample --model model` as
+   * a child process (its own session: it finishes even when the viewer
+   * exits), writing into RUN/samples or ./samples, instead of asking the
+   * run's job. NULL: `s` asks the job (the run-attached behaviour). */
+  const char *model;
+  int sample_w, sample_h; /* the sampler's image size; 0: sdw sample's default */
 } sdw_tui_options;
 
 /* Runs the workbench until the user detaches (0) or a fatal error (1, with

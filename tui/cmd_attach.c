@@ -13,6 +13,7 @@
 
 static void usage(FILE *out) {
   fprintf(out, "usage: sdw attach [options] [RUN]\n"
+               "       sdw --model PATH [options] [RUN]\n"
                "\n"
                "Opens the workbench (a terminal UI) on the run directory RUN: training\n"
                "curves, pipeline stages, devices, the latest sample and the log, live.\n"
@@ -20,12 +21,19 @@ static void usage(FILE *out) {
                "current directory is used: itself when it is a run, else the newest run\n"
                "in it or in its runs/ folder, and its pipeline data when it has manifests/.\n"
                "\n"
+               "With --model, s opens the prompt sampler: it runs sdw sample --model PATH\n"
+               "with the dialog's prompt, negative, steps, CFG, seed and EMA (no job\n"
+               "needed), writes the PNG to RUN/samples (./samples without a run) and shows\n"
+               "it in the preview panel.\n"
+               "\n"
                "options:\n"
                "  --data DIR       the pipeline's data directory (default: from RUN/config.ini)\n"
                "  --theme NAME     default, light or mono (default: $SDW_THEME, else theme in\n"
                "                   ~/.config/sdw/tui.ini, else default; NO_COLOR forces mono)\n"
                "  --panel NAME     the panel shown first: pipeline, curves, devices, preview,\n"
                "                   log, or 1-5 (default curves; pipeline without a run)\n"
+               "  --model PATH     the sampler's model (anything sdw sample --model takes)\n"
+               "  --size WxH       the sampler's image size, multiples of 8 (default 512x512)\n"
                "  --no-probe       do not ask the terminal about sixel and its cell size\n"
                "  --help           this text\n"
                "\n"
@@ -75,7 +83,7 @@ static int parse_panel(const char *s) {
 }
 
 int sdw_cmd_attach(int argc, char **argv) {
-  const char *run = NULL, *data = NULL, *theme = NULL, *panel = NULL;
+  const char *run = NULL, *data = NULL, *theme = NULL, *panel = NULL, *model = NULL, *size = NULL;
   bool probe = true;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -87,12 +95,17 @@ int sdw_cmd_attach(int argc, char **argv) {
       probe = false;
       continue;
     }
-    if (strcmp(a, "--data") == 0 || strcmp(a, "--theme") == 0 || strcmp(a, "--panel") == 0) {
+    if (strcmp(a, "--data") == 0 || strcmp(a, "--theme") == 0 || strcmp(a, "--panel") == 0 ||
+        strcmp(a, "--model") == 0 || strcmp(a, "--size") == 0) {
       if (i + 1 >= argc) {
         fprintf(stderr, "sdw: attach: %s needs a value (see --help)\n", a);
         return 2;
       }
-      const char **slot = a[2] == 'd' ? &data : a[2] == 't' ? &theme : &panel;
+      const char **slot = a[2] == 'd'   ? &data
+                          : a[2] == 't' ? &theme
+                          : a[2] == 'm' ? &model
+                          : a[2] == 's' ? &size
+                                        : &panel;
       *slot = argv[++i];
       continue;
     }
@@ -116,6 +129,27 @@ int sdw_cmd_attach(int argc, char **argv) {
       strcmp(theme, "mono") != 0) {
     fprintf(stderr, "sdw: attach: unknown theme '%s' (default, light, mono)\n", theme);
     return 2;
+  }
+  int sample_w = 0, sample_h = 0;
+  if (size) {
+    char tail = 0;
+    if (sscanf(size, "%dx%d%c", &sample_w, &sample_h, &tail) != 2 || sample_w < 8 || sample_h < 8 ||
+        sample_w % 8 || sample_h % 8 || sample_w > 8192 || sample_h > 8192) {
+      fprintf(stderr, "sdw: attach: --size takes WxH, multiples of 8 (e.g. 512x512), not '%s'\n",
+              size);
+      return 2;
+    }
+  }
+  if (size && !model) {
+    fprintf(stderr, "sdw: attach: --size is the sampler's: give --model too\n");
+    return 2;
+  }
+  /* The model is checked by sdw sample itself; a missing path is caught
+   * here, before the terminal is taken over. */
+  struct stat model_st;
+  if (model && stat(model, &model_st) != 0) {
+    fprintf(stderr, "sdw: attach: %s: no such model\n", model);
+    return 1;
   }
   if (data && !is_dir(data)) {
     fprintf(stderr, "sdw: attach: %s is not a directory\n", data);
@@ -151,8 +185,9 @@ int sdw_cmd_attach(int argc, char **argv) {
   }
   /* Absolute paths: the title names them, and stages started with r get a
    * --data that does not depend on the viewer's directory. */
-  char run_abs[PATH_MAX], data_abs[PATH_MAX];
+  char run_abs[PATH_MAX], data_abs[PATH_MAX], model_abs[PATH_MAX];
   if (run && realpath(run, run_abs)) run = run_abs;
+  if (model && realpath(model, model_abs)) model = model_abs;
   if (data && realpath(data, data_abs)) data = data_abs;
   sdw_tui_options o = {
       .run_dir = run,
@@ -162,6 +197,9 @@ int sdw_cmd_attach(int argc, char **argv) {
                : run      ? SDW_PANEL_CURVES
                           : SDW_PANEL_PIPELINE,
       .probe = probe,
+      .model = model,
+      .sample_w = sample_w,
+      .sample_h = sample_h,
   };
   return sdw_tui_run(&o);
 }

@@ -50,6 +50,12 @@ int main(int argc, char **argv) {
     char *attach_argv[] = {"attach", NULL};
     return sdw_cmd_attach(1, attach_argv);
   }
+  /* `sdw --model M [attach options]`: the same with the prompt sampler (see
+   * sdw attach --help); attach says so when there is no terminal. */
+  if (argc >= 2 && strcmp(argv[1], "--model") == 0) {
+    argv[0] = "attach";
+    return sdw_cmd_attach(argc, argv);
+  }
   if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     print_usage(stdout);
     return 0;
