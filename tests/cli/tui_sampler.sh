@@ -9,6 +9,8 @@
 #    the log panel notes the path;
 #  - plain `sdw --model` with a folder that is no model: the failure's last
 #    line ("sdw: ...") shows in the log panel, and the viewer goes on;
+#  - with a run attached (no job), the PNG goes to RUN/samples;
+#  - q while a sample runs exits 0, names it, and the sample still writes its PNG;
 #  - q exits 0; without a terminal, and for a bad --size, a one-line error.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -77,6 +79,9 @@ T send-keys -t ui -l "a red fox"
 T send-keys -t ui Tab Tab C-u
 T send-keys -t ui -l 3
 T send-keys -t ui Enter
+# The status line while it runs (about a second here, longer on a busy machine).
+wait_for 30 screen_has "sampling… " || has_png "$tmp/work/samples" ||
+  fail "no 'sampling…' in the status line"
 wait_for 60 has_png "$tmp/work/samples" || fail "no PNG in ./samples"
 png=$(ls "$tmp"/work/samples/*.png)
 [ "$(basename "$png")" = "0000_a red fox.png" ] || fail "unexpected file $png"
@@ -99,6 +104,43 @@ screen_has "sampling:" || fail "the log panel does not note the start"
 T send-keys -t ui q
 wait_for 10 exited || fail "q did not exit"
 [ "$(cat "$tmp/exit")" = 0 ] || fail "q: exit status $(cat "$tmp/exit")"
+
+# --- q while sampling: the child (its own session) finishes and writes its PNG ---------
+viewer "$tmp/work" attach --no-probe --model "$tmp/pipe" --size 64x64
+wait_for 15 screen_has "1 Pipeline" || fail "the workbench did not open again"
+T send-keys -t ui s
+wait_for 10 screen_has "Prompt" || fail "no sample dialog (second time)"
+T send-keys -t ui -l "a blue owl"
+T send-keys -t ui Tab Tab C-u
+T send-keys -t ui -l 60
+T send-keys -t ui Enter
+wait_for 30 screen_has "sampling… " || fail "no 'sampling…' for the long sample"
+T send-keys -t ui q
+wait_for 10 exited || fail "q did not exit while sampling"
+[ "$(cat "$tmp/exit")" = 0 ] || fail "q while sampling: exit status $(cat "$tmp/exit")"
+grep "^sdw: the sample goes on (pid [0-9]*; its log: $tmp/work/samples/sample.log)" \
+  "$tmp/viewer.err" >/dev/null || fail "the exit message does not name the sample"
+[ ! -e "$tmp/work/samples/0000_a blue owl.png" ] || echo "(the sample finished before q)"
+wait_for 120 test -s "$tmp/work/samples/0000_a blue owl.png" ||
+  fail "the sample did not finish after the viewer exited"
+
+# --- with a run (no job): the PNG goes to RUN/samples ---------------------------------
+mkdir "$tmp/run"
+printf '[model]\nmodel = seed-tiny\n' >"$tmp/run/config.ini"
+viewer "$tmp/work2" attach --no-probe --model "$tmp/pipe" --size 64x64 "$tmp/run"
+wait_for 15 screen_has "2 Curves" || fail "the workbench did not open on the run"
+T send-keys -t ui s
+wait_for 10 screen_has "Prompt" || fail "no sample dialog on a run without a job"
+T send-keys -t ui -l "a green frog"
+T send-keys -t ui Tab Tab C-u
+T send-keys -t ui -l 2
+T send-keys -t ui Enter
+wait_for 60 test -s "$tmp/run/samples/0000_a green frog.png" || fail "no PNG in RUN/samples"
+wait_for 20 screen_has "0000_a green frog.png" || fail "the preview does not show the run's PNG"
+[ ! -e "$tmp/work2/samples" ] || fail "./samples made while a run is attached"
+T send-keys -t ui q
+wait_for 10 exited || fail "q did not exit (run)"
+[ "$(cat "$tmp/exit")" = 0 ] || fail "q (run): exit status $(cat "$tmp/exit")"
 
 # --- sdw --model: a failing sample shows its last line --------------------------------
 viewer "$tmp/work2" --model "$tmp/empty" --no-probe --size 64x64
