@@ -85,10 +85,11 @@ int sdw_latent_store_context_dim(const sdw_latent_store *store); /* 0: none stor
 double sdw_latent_store_scaling_factor(const sdw_latent_store *store);
 
 /* Sample i (0 <= i < count); pointers into the mapping, valid until close. */
-const uint16_t *sdw_latent_store_latent(const sdw_latent_store *store, int64_t i);    /* [C,H,W] */
-const int32_t *sdw_latent_store_input_ids(const sdw_latent_store *store, int64_t i);  /* [L] */
+const uint16_t *sdw_latent_store_latent(const sdw_latent_store *store, int64_t i);   /* [C,H,W] */
+const int32_t *sdw_latent_store_input_ids(const sdw_latent_store *store, int64_t i); /* [L] */
 const int32_t *sdw_latent_store_attention_mask(const sdw_latent_store *store, int64_t i);
-const uint16_t *sdw_latent_store_context(const sdw_latent_store *store, int64_t i); /* [L,D] or NULL */
+const uint16_t *sdw_latent_store_context(const sdw_latent_store *store,
+                                         int64_t i); /* [L,D] or NULL */
 /* Key and caption of sample i: not NUL-terminated, *len bytes. */
 const char *sdw_latent_store_key(const sdw_latent_store *store, int64_t i, int64_t *len);
 const char *sdw_latent_store_caption(const sdw_latent_store *store, int64_t i, int64_t *len);
