@@ -942,7 +942,10 @@ int sdw_tui_run(const sdw_tui_options *o) {
   snprintf(sub.socket_path, sizeof sub.socket_path, "%s", s->socket_path);
   sdw_tui_view_init(&s->view);
   s->view.focus = o->focus;
-  s->view.title = s->model.run_dir[0] ? s->model.run_dir : s->model.data_dir;
+  s->view.title = s->model.run_dir[0]    ? s->model.run_dir
+                  : s->model.data_dir[0] ? s->model.data_dir
+                  : o->model             ? o->model /* the sampler's, when nothing else */
+                                         : s->model.data_dir;
   sdw_tui_devices_init(&s->devices, NULL);
   s->view.devices = &s->devices;
   sdw_preview_init(&s->preview);
