@@ -25,6 +25,8 @@ enum { COMMAND_COUNT = sizeof commands / sizeof commands[0] };
 
 static void print_usage(FILE *out) {
   fprintf(out, "usage: sdw [--help] [--version] <command> [<args>]\n"
+               "       sdw [--model PATH]   (at a terminal: the workbench, with a prompt\n"
+               "                             sampler for PATH when given)\n"
                "\n"
                "Stable Diffusion from scratch in C: data pipeline, training, sampling\n"
                "and a terminal workbench, in one binary.\n"
