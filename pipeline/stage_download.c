@@ -52,6 +52,7 @@
 #include "core/base/sha256.h"
 #include "pipeline/http_fetch.h"
 #include "pipeline/image.h"
+#include "pipeline/launcher_rank.h"
 #include "pipeline/manifest.h"
 #include "pipeline/parquet_reader.h"
 #include "pipeline/parquet_writer.h"
@@ -133,11 +134,6 @@ static void usage(FILE *out) {
           "  --incremental                   skip shards with a _stats.json (default)\n"
           "  --no-incremental                redo every shard of this node\n"
           "  --help                          this text\n");
-}
-
-static bool env_int(const char *name, int64_t *out) {
-  const char *v = getenv(name);
-  return v && *v && sdw_parse_i64(v, 0, INT_MAX, out);
 }
 
 /* Returns 0 to run, 1 for --help, 2 for a usage error (reported). */
@@ -296,16 +292,10 @@ static int parse_options(int argc, char **argv, dl_options *o) {
   }
   /* the rank: flags, else the launcher's environment */
   if (o->node_rank < 0 || o->num_nodes < 0) {
-    static const char *const pairs[][2] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                                           {"PMI_RANK", "PMI_SIZE"},
-                                           {"SLURM_PROCID", "SLURM_NTASKS"}};
-    for (size_t k = 0; k < 3; k++) {
-      int64_t r, s;
-      if (env_int(pairs[k][0], &r) && env_int(pairs[k][1], &s) && s >= 1 && r < s) {
-        if (o->node_rank < 0) o->node_rank = (int)r;
-        if (o->num_nodes < 0) o->num_nodes = (int)s;
-        break;
-      }
+    int r, n;
+    if (sdw_launcher_rank(&r, &n)) {
+      if (o->node_rank < 0) o->node_rank = r;
+      if (o->num_nodes < 0) o->num_nodes = n;
     }
   }
   if (o->node_rank < 0) o->node_rank = 0;

@@ -73,6 +73,7 @@
 #include "core/model/weights.h"
 #include "kernels/ops.h"
 #include "pipeline/image.h"
+#include "pipeline/launcher_rank.h"
 #include "pipeline/manifest.h"
 #include "pipeline/parquet_reader.h"
 #include "pipeline/stages.h"
@@ -119,11 +120,6 @@ static void usage(FILE *out) {
           "  --skip-bad              leave out samples whose image cannot be read or decoded\n"
           "                          (default: such a sample fails the stage)\n"
           "  --help                  this text\n");
-}
-
-static bool env_int(const char *name, int64_t *out) {
-  const char *v = getenv(name);
-  return v && *v && sdw_parse_i64(v, 0, INT_MAX, out);
 }
 
 /* 0 run, 1 --help, 2 usage error (reported). */
@@ -194,16 +190,10 @@ static int parse_options(int argc, char **argv, enc_options *o) {
     return 2;
   }
   if (o->shard_index < 0 || o->num_shards < 0) {
-    static const char *const pairs[][2] = {{"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
-                                           {"PMI_RANK", "PMI_SIZE"},
-                                           {"SLURM_PROCID", "SLURM_NTASKS"}};
-    for (size_t k = 0; k < 3; k++) {
-      int64_t r, s;
-      if (env_int(pairs[k][0], &r) && env_int(pairs[k][1], &s) && s >= 1 && r < s) {
-        if (o->shard_index < 0) o->shard_index = (int)r;
-        if (o->num_shards < 0) o->num_shards = (int)s;
-        break;
-      }
+    int r, n;
+    if (sdw_launcher_rank(&r, &n)) {
+      if (o->shard_index < 0) o->shard_index = r;
+      if (o->num_shards < 0) o->num_shards = n;
     }
   }
   if (o->shard_index < 0) o->shard_index = 0;
