@@ -80,7 +80,12 @@ sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int e
   if (!format || strcmp(format, SDW_CHECKPOINT_FORMAT) != 0 || !unet_json)
     st = sdw_fail(SDW_ERR_FORMAT, "%s is not an sdw training checkpoint (%s)", m->checkpoint,
                   SDW_CHECKPOINT_FORMAT);
-  char te_path[4096] = "";
+  char te_path[4096] = "", prediction[32] = "";
+  sdw_prediction_type pt = SDW_PREDICT_EPSILON;
+  if (config) ini_value(config, "prediction_type", prediction, sizeof prediction);
+  if (prediction[0] && !sdw_prediction_type_from_name(prediction, &pt))
+    st = sdw_fail(SDW_ERR_FORMAT, "%s: unknown prediction_type '%s' in its config", m->checkpoint,
+                  prediction);
   if (st == SDW_OK) {
     if (text_encoder)
       snprintf(te_path, sizeof te_path, "%s", text_encoder);
@@ -127,6 +132,7 @@ sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int e
   if (st == SDW_OK) {
     sdw_txt2img_parts parts = {m->tok, &m->te, &m->unet, NULL};
     st = sdw_txt2img_create(m->ctx, &parts, &m->pipe);
+    if (st == SDW_OK) sdw_txt2img_set_prediction(m->pipe, pt);
   }
   return st;
 }

@@ -264,3 +264,53 @@ double sdw_sigma_to_t(double sigma, const double *log_sigmas, int T) {
   w = w < 0.0 ? 0.0 : (w > 1.0 ? 1.0 : w);
   return (1.0 - w) * low + w * (low + 1);
 }
+
+bool sdw_prediction_type_from_name(const char *name, sdw_prediction_type *out) {
+  static const char *const names[] = {"epsilon", "v_prediction", "sample"};
+  for (int i = 0; i < 3; i++)
+    if (strcmp(name, names[i]) == 0) {
+      *out = (sdw_prediction_type)i;
+      return true;
+    }
+  return false;
+}
+
+const char *sdw_prediction_type_name(sdw_prediction_type type) {
+  switch (type) {
+  case SDW_PREDICT_V: return "v_prediction";
+  case SDW_PREDICT_SAMPLE: return "sample";
+  default: return "epsilon";
+  }
+}
+
+double sdw_noise_schedule_acp_at(const sdw_noise_schedule *s, double t) {
+  const int T = s->num_train_timesteps;
+  if (!(t > 0.0)) t = 0.0; /* NaN too */
+  if (t > T - 1) t = T - 1;
+  const int lo = (int)floor(t);
+  if ((double)lo == t) return s->acp[lo];
+  const double a0 = s->acp[lo], a1 = s->acp[lo + 1], f = t - lo;
+  const double s0 = sqrt((1.0 - a0) / a0), s1 = sqrt((1.0 - a1) / a1);
+  const double sigma = s0 + f * (s1 - s0);
+  return 1.0 / (1.0 + sigma * sigma);
+}
+
+void sdw_prediction_to_epsilon(sdw_prediction_type type, double acp, const float *x_t,
+                               const float *pred, int64_t n, float *out) {
+  const double ca = sqrt(acp), cn = sqrt(1.0 - acp);
+  switch (type) {
+  case SDW_PREDICT_V:
+    for (int64_t i = 0; i < n; i++)
+      out[i] = (float)(ca * pred[i] + cn * x_t[i]);
+    break;
+  case SDW_PREDICT_SAMPLE: {
+    /* at acp = 1 (no noise) any epsilon is consistent: call it 0 */
+    const double inv = cn > 0.0 ? 1.0 / cn : 0.0;
+    for (int64_t i = 0; i < n; i++)
+      out[i] = (float)((x_t[i] - ca * pred[i]) * inv);
+    break;
+  }
+  default:
+    if (out != pred) memmove(out, pred, (size_t)n * sizeof *out);
+  }
+}

@@ -82,6 +82,34 @@ sdw_status sdw_noise_schedule_add_noise(const sdw_noise_schedule *s, const float
 sdw_status sdw_noise_schedule_snr(const sdw_noise_schedule *s, const int64_t *t, int64_t n,
                                   double *out);
 
+/* What the network predicts (diffusers' prediction_type). The samplers work
+ * on epsilon; sdw_prediction_to_epsilon converts the other two. */
+typedef enum sdw_prediction_type {
+  SDW_PREDICT_EPSILON = 0, /* the noise (the seed, SD 1.x) */
+  SDW_PREDICT_V,           /* v = sqrt(acp) eps - sqrt(1 - acp) x0 (Salimans & Ho 2022) */
+  SDW_PREDICT_SAMPLE,      /* x0 itself */
+} sdw_prediction_type;
+
+/* Parses "epsilon" / "v_prediction" / "sample" (diffusers' names); false
+ * when unknown. */
+bool sdw_prediction_type_from_name(const char *name, sdw_prediction_type *out);
+const char *sdw_prediction_type_name(sdw_prediction_type type);
+
+/* acp at a timestep that may be fractional (the Euler and DPM-Solver
+ * samplers call the network between grid points): acp[t] at an integer t,
+ * else 1 / (1 + sigma^2) with sigma interpolated linearly between the two
+ * neighbouring grid points, as diffusers' set_timesteps does (np.interp).
+ * t is clamped to [0, T-1]. */
+double sdw_noise_schedule_acp_at(const sdw_noise_schedule *s, double t);
+
+/* out[i] = the epsilon that the prediction pred[i] of the given type means
+ * for the noisy sample x_t[i] at acp (n values; out may alias pred):
+ *   v:      eps = sqrt(acp) v + sqrt(1 - acp) x_t
+ *   sample: eps = (x_t - sqrt(acp) x0) / sqrt(1 - acp)
+ *   epsilon: a copy. */
+void sdw_prediction_to_epsilon(sdw_prediction_type type, double acp, const float *x_t,
+                               const float *pred, int64_t n, float *out);
+
 /* Timestep spacings of the diffusers schedulers (Table 2 of arXiv:2305.08891). */
 typedef enum sdw_timestep_spacing {
   SDW_SPACING_LEADING = 0, /* arange(n) * (T // n), reversed, + steps_offset */

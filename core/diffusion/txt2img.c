@@ -32,6 +32,7 @@ struct sdw_txt2img {
   void (*reload_user_free)(void *);
   bool released[3];
   sdw_noise_schedule schedule;
+  sdw_prediction_type prediction;
   sdw_arena *arena;
   char *name;
   /* the model hash, computed by a background thread */
@@ -289,6 +290,10 @@ int sdw_txt2img_size_multiple(const sdw_txt2img *p) {
 
 bool sdw_txt2img_is_pixel_space(const sdw_txt2img *p) { return p->vae == NULL; }
 
+void sdw_txt2img_set_prediction(sdw_txt2img *p, sdw_prediction_type type) { p->prediction = type; }
+
+sdw_prediction_type sdw_txt2img_prediction(const sdw_txt2img *p) { return p->prediction; }
+
 const char *sdw_txt2img_model_name(const sdw_txt2img *p) { return p->name; }
 
 const char *sdw_txt2img_model_hash(sdw_txt2img *p) {
@@ -341,6 +346,7 @@ static sdw_sampler_config sampler_config(const sdw_txt2img *p, const sdw_txt2img
   sdw_sampler_config sc = sdw_sampler_config_make(s->sampler, s->steps);
   if (sdw_txt2img_effective_flavor(p, s) == SDW_TXT2IMG_FLAVOR_SEED)
     sc.ddim = sdw_ddim_config_seed();
+  if (!p->vae && sc.ddim.flavor == SDW_DDIM_SEED) sc.ddim.clamp_pred_x0 = true;
   sc.eta = s->eta;
   sc.euler.karras = s->karras;
   sc.dpmpp.karras = s->karras;
@@ -483,7 +489,14 @@ static sdw_status unet_denoise(void *user, const sdw_tensor *x_in, double timest
   sdw_tensor o = sdw_tensor_4d(c->out_dev, SDW_F32, n, c->channels, c->h, c->w);
   x.device = t.device = cx.device = o.device = dev;
   SDW_TRY(sdw_unet_forward(c->p->unet, c->p->arena, &x, &t, &cx, &o));
-  return ctx->ops->download(ctx, eps->data, c->out_dev, bytes);
+  SDW_TRY(ctx->ops->download(ctx, eps->data, c->out_dev, bytes));
+  /* v or x0 models: the same affine map for both CFG halves, so guiding the
+   * converted outputs equals converting the guided output */
+  if (c->p->prediction != SDW_PREDICT_EPSILON)
+    sdw_prediction_to_epsilon(c->p->prediction,
+                              sdw_noise_schedule_acp_at(&c->p->schedule, timestep), x_in->data,
+                              eps->data, n * c->per_image, eps->data);
+  return SDW_OK;
 }
 
 /* --- generate --------------------------------------------------------------------------------- */

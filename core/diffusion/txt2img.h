@@ -217,6 +217,12 @@ const sdw_unet *sdw_txt2img_unet(const sdw_txt2img *p);
 bool sdw_txt2img_is_seed_model(const sdw_txt2img *p);
 /* True for a pixel-space model (no VAE: the samples are the images). */
 bool sdw_txt2img_is_pixel_space(const sdw_txt2img *p);
+/* What the UNet predicts (default epsilon; a run trained with
+ * prediction_type v_prediction or sample says so). The samplers get epsilon:
+ * the UNet's output is converted (sdw_prediction_to_epsilon) at the
+ * timestep it was called with. */
+void sdw_txt2img_set_prediction(sdw_txt2img *p, sdw_prediction_type type);
+sdw_prediction_type sdw_txt2img_prediction(const sdw_txt2img *p);
 /* Image sides must be multiples of this: VAE downscale x 2^(UNet levels-1)
  * (SD 1.x: 64 - a diffusers UNet pads odd sizes, ours does not). */
 int sdw_txt2img_size_multiple(const sdw_txt2img *p);

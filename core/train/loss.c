@@ -11,7 +11,8 @@ sdw_loss_config sdw_loss_config_seed(void) {
                            .min_snr_gamma = 5.0,
                            .cfg_dropout = 0.05,
                            .noise_offset = 0.0,
-                           .grad_accum = 2};
+                           .grad_accum = 2,
+                           .prediction = SDW_PREDICT_EPSILON};
 }
 
 sdw_status sdw_loss_config_validate(const sdw_loss_config *cfg) {
@@ -67,7 +68,22 @@ sdw_status sdw_loss_prepare(const sdw_noise_schedule *s, const sdw_loss_config *
         row[j] += add;
     }
   }
-  return sdw_noise_schedule_add_noise(s, x0, target, t, n, per, x_t);
+  if (cfg->prediction == SDW_PREDICT_EPSILON)
+    return sdw_noise_schedule_add_noise(s, x0, target, t, n, per, x_t);
+  /* v and x0 targets need x0 and eps after x_t (which may overwrite x0) */
+  float *x0_copy = malloc((size_t)(n * per) * sizeof *x0_copy);
+  if (!x0_copy) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for the targets");
+  memcpy(x0_copy, x0, (size_t)(n * per) * sizeof *x0_copy);
+  sdw_status st = sdw_noise_schedule_add_noise(s, x0_copy, target, t, n, per, x_t);
+  for (int64_t b = 0; st == SDW_OK && b < n; b++) {
+    const double a = s->acp[t[b]], ca = sqrt(a), cn = sqrt(1.0 - a);
+    float *tb = target + b * per;
+    const float *xb = x0_copy + b * per;
+    for (int64_t i = 0; i < per; i++)
+      tb[i] = cfg->prediction == SDW_PREDICT_V ? (float)(ca * tb[i] - cn * xb[i]) : xb[i];
+  }
+  free(x0_copy);
+  return st;
 }
 
 int64_t sdw_loss_caption_dropout(const uint8_t *drop, int64_t n, const float *uncond, int64_t row,
@@ -89,6 +105,16 @@ double sdw_loss_min_snr_weight(const sdw_noise_schedule *s, int64_t t, double ga
   return isfinite(w) ? w : 1.0;
 }
 
+double sdw_loss_min_snr_weight_for(const sdw_noise_schedule *s, sdw_prediction_type type, int64_t t,
+                                   double gamma) {
+  if (type == SDW_PREDICT_EPSILON) return sdw_loss_min_snr_weight(s, t, gamma);
+  double snr = 0.0;
+  if (sdw_noise_schedule_snr(s, &t, 1, &snr) != SDW_OK) return 1.0;
+  const double m = snr < gamma ? snr : gamma;
+  const double w = type == SDW_PREDICT_V ? m / (snr + 1.0) : m;
+  return isfinite(w) ? w : 1.0;
+}
+
 sdw_status sdw_loss_weights(const sdw_noise_schedule *s, const sdw_loss_config *cfg,
                             const int64_t *t, int64_t n, float *w) {
   SDW_TRY(sdw_loss_config_validate(cfg));
@@ -97,7 +123,9 @@ sdw_status sdw_loss_weights(const sdw_noise_schedule *s, const sdw_loss_config *
     SDW_TRY(sdw_noise_schedule_snr(s, &t[i], 1, &scratch));
   const double mean = 1.0 / ((double)n * (double)cfg->grad_accum);
   for (int64_t i = 0; i < n; i++) {
-    double m = cfg->min_snr ? sdw_loss_min_snr_weight(s, t[i], cfg->min_snr_gamma) : 1.0;
+    double m = cfg->min_snr
+                   ? sdw_loss_min_snr_weight_for(s, cfg->prediction, t[i], cfg->min_snr_gamma)
+                   : 1.0;
     w[i] = (float)(m * mean);
   }
   return SDW_OK;

@@ -11,11 +11,10 @@
  *            the context of a dropped sample replaced by the empty-prompt
  *            embedding;
  *   weights: w[n] = m(t[n]) / (N * grad_accum), where m = min(snr, γ)/snr
- *            with Min-SNR on (snr = max(acp / max(1 - acp, 1e-6), 1e-6);
- *            a NaN or Inf weight becomes 1, as nan_to_num) and 1 off;
- *   loss:    mse[n] = mean over (C, H, W) of (eps_pred - target)^2,
- *            L = sum_n w[n] mse[n], and dL/d eps_pred accumulated for the
- *            backward.
+ *            (for ε; see sdw_loss_min_snr_weight_for for v and x0) with Min-SNR on (snr = max(acp /
+ * max(1 - acp, 1e-6), 1e-6); a NaN or Inf weight becomes 1, as nan_to_num) and 1 off; loss: mse[n]
+ * = mean over (C, H, W) of (eps_pred - target)^2, L = sum_n w[n] mse[n], and dL/d eps_pred
+ * accumulated for the backward.
  *
  * So L is the seed's `(l * w).mean() / grad_accum`, and summing L over the
  * grad_accum micro-batches of a step gives the step's loss. Noise, timesteps
@@ -40,11 +39,12 @@ extern "C" {
 #endif
 
 typedef struct sdw_loss_config {
-  bool min_snr;         /* Min-SNR weighting (seed: on) */
-  double min_snr_gamma; /* γ (seed: 5) */
-  double cfg_dropout;   /* probability of the empty prompt per sample (seed: 0.05) */
-  double noise_offset;  /* strength of the per-channel offset noise (0: off, the seed) */
-  int grad_accum;       /* micro-batches per optimizer step (seed: 2) */
+  bool min_snr;                   /* Min-SNR weighting (seed: on) */
+  double min_snr_gamma;           /* γ (seed: 5) */
+  double cfg_dropout;             /* probability of the empty prompt per sample (seed: 0.05) */
+  double noise_offset;            /* strength of the per-channel offset noise (0: off, the seed) */
+  int grad_accum;                 /* micro-batches per optimizer step (seed: 2) */
+  sdw_prediction_type prediction; /* what the network predicts (seed: epsilon) */
 } sdw_loss_config;
 
 /* The seed's defaults: Min-SNR on with γ 5, dropout 0.05, no noise offset,
@@ -62,10 +62,11 @@ void sdw_loss_draw(sdw_rng *rng, const sdw_loss_config *cfg, int num_timesteps, 
                    int64_t channels, int64_t per_sample, int64_t *timesteps, uint8_t *drop,
                    float *noise, float *offset);
 
-/* target[n, c, s] = noise + noise_offset * offset[n, c] (offset NULL or
- * noise_offset 0: a copy of noise), then x_t from x0, t and the target
- * (host arrays [n, channels, spatial]; x_t may alias x0, target may alias
- * noise). A timestep outside the schedule is SDW_ERR_INVALID_ARGUMENT. */
+/* eps[n, c, s] = noise + noise_offset * offset[n, c] (offset NULL or
+ * noise_offset 0: a copy of noise), x_t from x0, t and eps, and the target
+ * of the prediction type: eps itself, v = sqrt(acp) eps - sqrt(1 - acp) x0,
+ * or x0 (host arrays [n, channels, spatial]; x_t may alias x0, target may
+ * alias noise). A timestep outside the schedule is SDW_ERR_INVALID_ARGUMENT. */
 sdw_status sdw_loss_prepare(const sdw_noise_schedule *s, const sdw_loss_config *cfg,
                             const float *x0, const float *noise, const float *offset,
                             const int64_t *t, int64_t n, int64_t channels, int64_t spatial,
@@ -78,6 +79,11 @@ int64_t sdw_loss_caption_dropout(const uint8_t *drop, int64_t n, const float *un
 
 /* min(snr, γ) / snr of the seed's get_snr at t (1 where that is not finite). */
 double sdw_loss_min_snr_weight(const sdw_noise_schedule *s, int64_t t, double gamma);
+/* The Min-SNR weight for a prediction type (Hang et al. 2023, as diffusers'
+ * train_text_to_image computes it): min(snr, γ) / snr for epsilon,
+ * min(snr, γ) / (snr + 1) for v, min(snr, γ) for sample. */
+double sdw_loss_min_snr_weight_for(const sdw_noise_schedule *s, sdw_prediction_type type, int64_t t,
+                                   double gamma);
 
 /* w[n] = dL/d mse[n] as described above (host [n]). */
 sdw_status sdw_loss_weights(const sdw_noise_schedule *s, const sdw_loss_config *cfg,

@@ -9,6 +9,7 @@
 
 #include "core/base/fsutil.h"
 #include "core/base/parse.h"
+#include "core/diffusion/schedule.h"
 #include "core/train/lr_schedule.h"
 
 typedef enum key_type { K_INT, K_I64, K_U64, K_DBL, K_BOOL, K_STR } key_type;
@@ -63,6 +64,8 @@ static const key_def keys[] = {
     D(min_snr_gamma, 1e-9, 1e9, "5", "Min-SNR gamma"),
     D(cfg_dropout, 0, 1, "0.05", "probability of the empty prompt per sample"),
     D(noise_offset, 0, 1e3, "0", "per-channel offset noise strength"),
+    S(prediction_type, "epsilon",
+      "what the UNet predicts: epsilon (the seed), v_prediction or sample"),
     B(grad_ckpt, "true", "gradient checkpointing per ResBlock"),
     I(save_every, 0, 1000000, "1", "epochs between epoch checkpoints (0: only the last)"),
     L(save_steps, 0, 1e15, "0", "optimizer steps between step checkpoints (0: off)"),
@@ -250,6 +253,11 @@ sdw_status sdw_train_config_validate(const sdw_train_config *c) {
   if (!c->train_data[0])
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "train_data is required: the latent store written by `sdw pipeline encode`");
+  sdw_prediction_type pt;
+  if (!sdw_prediction_type_from_name(c->prediction_type, &pt))
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                    "prediction_type must be epsilon, v_prediction or sample, not '%s'",
+                    c->prediction_type);
   sdw_lr_after_end ae;
   if (!sdw_lr_after_end_from_name(c->lr_after_end, &ae))
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "lr_after_end must be hold or periodic, not '%s'",

@@ -47,6 +47,7 @@ typedef struct sdw_train_config {
   int64_t warmup;
   bool min_snr;
   double min_snr_gamma, cfg_dropout, noise_offset;
+  char prediction_type[16]; /* epsilon | v_prediction | sample */
   bool grad_ckpt;
   int save_every;     /* epochs between epoch checkpoints */
   int64_t save_steps; /* optimizer steps between step checkpoints (0 off) */

@@ -80,6 +80,13 @@ static void tlog(sdw_trainer *t, int level, const char *fmt, ...) {
   t->log(t->log_user, level, buf);
 }
 
+/* The config's prediction type (validated by sdw_train_config_validate). */
+static sdw_prediction_type prediction_type(const sdw_train_config *cfg) {
+  sdw_prediction_type pt = SDW_PREDICT_EPSILON;
+  sdw_prediction_type_from_name(cfg->prediction_type, &pt);
+  return pt;
+}
+
 static void *xcalloc(size_t n, size_t size, sdw_status *st) {
   void *p = calloc(n ? n : 1, size);
   if (!p && *st == SDW_OK) *st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "trainer: out of memory");
@@ -230,6 +237,7 @@ sdw_status sdw_trainer_create(const sdw_train_config *cfg, sdw_allreduce *ar,
                                     .min_snr_gamma = cfg->min_snr_gamma,
                                     .cfg_dropout = cfg->cfg_dropout,
                                     .noise_offset = cfg->noise_offset,
+                                    .prediction = prediction_type(cfg),
                                     .grad_accum = cfg->grad_accum};
     st = sdw_loss_config_validate(&t->loss_cfg);
   }
@@ -622,6 +630,7 @@ sdw_status sdw_trainer_sample(sdw_trainer *t, const char *const *prompts,
       .tokenizer = t->tok, .text_encoder = t->clip, .unet = m, .vae = t->vae};
   sdw_txt2img *p = NULL;
   SDW_TRY(sdw_txt2img_create(t->ctx, &parts, &p));
+  sdw_txt2img_set_prediction(p, prediction_type(t->cfg));
   sdw_txt2img_set_identity(p, ema ? "sdw-train-ema" : "sdw-train", NULL);
   sdw_txt2img_settings s = sdw_txt2img_settings_default();
   const int f = sdw_vae_downscale(&t->vae->cfg);
