@@ -25,6 +25,7 @@
 #include "core/base/fsutil.h"
 #include "core/base/png_image.h"
 #include "core/cli/cli.h"
+#include "core/cli/demo_model.h"
 #include "core/diffusion/txt2img.h"
 #include "core/model/unicode_tables.h"
 
@@ -45,9 +46,11 @@ static void print_help(FILE *out) {
           "                        VAE come from the model's text_encoder/ and vae/ folders.\n"
           "                        Also an sdw run directory or training checkpoint: its\n"
           "                        EMA weights, with the text encoder and VAE its\n"
-          "                        config.ini names\n"
+          "                        config.ini names; a pixel-space run (vae = pixels)\n"
+          "                        has no VAE and samples at its training image size\n"
           "  --vae PATH            use this VAE (diffusers vae folder, AutoencoderKL or LDM\n"
-          "                        file) instead of the model's\n"
+          "                        file) instead of the model's (not with a pixel-space\n"
+          "                        run)\n"
           "  --text-encoder PATH   use this CLIP text encoder (transformers or diffusers\n"
           "                        folder, or file) instead of the model's\n"
           "  --ema, --no-ema       for checkpoints holding both: sample with the EMA weights\n"
@@ -79,8 +82,10 @@ static void print_help(FILE *out) {
           "  --rng philox|torch-cpu  noise generator: philox (default, same on CPU and GPU)\n"
           "                        or torch-cpu (torch.randn on a CPU generator seeded with\n"
           "                        the image's seed: the noise of the seed's inference.py)\n"
-          "  -W, --width N         image width in pixels, a multiple of 8 (default 512)\n"
-          "  -H, --height N        image height in pixels, a multiple of 8 (default 512)\n"
+          "  -W, --width N         image width in pixels, a multiple of 8 (default 512; a\n"
+          "                        pixel-space run: its training images' width)\n"
+          "  -H, --height N        image height in pixels, a multiple of 8 (default 512; a\n"
+          "                        pixel-space run: its training images' height)\n"
           "\n"
           "output:\n"
           "  --out PATH            one image: the PNG file (default output.png); several: a\n"
@@ -145,6 +150,7 @@ typedef struct options {
   sdw_txt2img_settings settings;
   bool random_seed;
   bool low_memory; /* --low-memory */
+  bool width_set, height_set;
   uint64_t seed;
   int threads;
 } options;
@@ -285,6 +291,7 @@ static int parse_args(int argc, char **argv, options *o, bool *help) {
       int *dst = name[2] == 'w' ? &s->width : &s->height;
       if (!parse_int(v, 8, 8192, dst) || *dst % 8)
         return usage_error("%s takes a multiple of 8 from 8 to 8192 pixels, not '%s'", a, v);
+      *(name[2] == 'w' ? &o->width_set : &o->height_set) = true;
     } else if (strcmp(name, "--batch") == 0) {
       if (!parse_int(v, 1, 10000, &o->per_prompt))
         return usage_error("%s takes a count from 1 to 10000, not '%s'", a, v);
@@ -491,7 +498,9 @@ static void on_step(void *user, int step, int steps, double timestep, const sdw_
 
 typedef struct run_state {
   sdw_ctx *ctx;
-  sdw_txt2img *pipe;
+  sdw_txt2img *pipe;   /* owned, or demo's */
+  sdw_demo_model demo; /* a pixel-space run (demo_open): it owns pipe and ctx */
+  bool demo_open;
   uint8_t *rgb;  /* one image */
   uint8_t *grid; /* the grid, when one is made */
   char *infotext;
@@ -501,8 +510,12 @@ typedef struct run_state {
 } run_state;
 
 static void run_state_free(run_state *s) {
-  sdw_txt2img_free(s->pipe);
-  sdw_ctx_destroy(s->ctx);
+  if (s->demo_open) {
+    sdw_demo_model_close(&s->demo);
+  } else {
+    sdw_txt2img_free(s->pipe);
+    sdw_ctx_destroy(s->ctx);
+  }
   free(s->rgb);
   free(s->grid);
   free(s->infotext);
@@ -591,8 +604,40 @@ static int run(options *o, run_state *s) {
     omp_set_num_threads(o->threads);
     openblas_set_num_threads(o->threads);
   }
-  sdw_status st = sdw_ctx_create(sdw_backend_cpu(), 0, &s->ctx);
-  if (st == SDW_OK) {
+  /* a pixel-space sdw run: no VAE, the training images' size (demo_model.h) */
+  sdw_demo_model_info info;
+  const bool pixels = sdw_demo_model_probe(o->model, &info) == SDW_OK && info.pixels;
+  sdw_clear_error();
+  if (pixels && o->vae)
+    return usage_error("--vae: %s is a pixel-space model (its config says vae = pixels): it "
+                       "samples without a VAE",
+                       o->model);
+  if (pixels && (!o->width_set || !o->height_set)) {
+    if (!info.width) {
+      fprintf(stderr,
+              "sdw: sample: %s: cannot read the training images' size from its train_data "
+              "store %s — give -W and -H\n",
+              o->model, info.train_data[0] ? info.train_data : "(none)");
+      return 1;
+    }
+    if (!o->width_set) set->width = info.width;
+    if (!o->height_set) set->height = info.height;
+  }
+  sdw_status st = SDW_OK;
+  if (pixels) {
+    const sdw_demo_model_options dm = {.text_encoder = o->text_encoder,
+                                       .vocab = o->vocab,
+                                       .tokenizer = o->tokenizer,
+                                       .ema = o->ema,
+                                       .model_hash = true};
+    st = sdw_demo_model_open_with(o->model, &dm, &s->demo);
+    s->demo_open = true; /* closed also on failure */
+    s->pipe = s->demo.pipe;
+    s->ctx = s->demo.ctx;
+  } else {
+    st = sdw_ctx_create(sdw_backend_cpu(), 0, &s->ctx);
+  }
+  if (st == SDW_OK && !pixels) {
     sdw_txt2img_source src = {.model = o->model,
                               .vae = o->vae,
                               .text_encoder = o->text_encoder,

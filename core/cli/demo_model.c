@@ -10,6 +10,7 @@
 #include "core/base/png_image.h"
 #include "core/base/safetensors.h"
 #include "core/train/checkpoint.h"
+#include "core/train/trainer.h"
 #include "core/train/unet_init.h"
 
 sdw_status sdw_demo_latest_checkpoint(const char *run, char *buf, size_t size) {
@@ -64,13 +65,88 @@ static void ini_value(const char *text, const char *key, char *out, size_t size)
 
 sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int ema, bool untrained,
                                uint64_t init_seed, sdw_demo_model *m) {
-  memset(m, 0, sizeof *m);
+  const sdw_demo_model_options o = {.text_encoder = text_encoder,
+                                    .tokenizer = SDW_TOKENIZER_HF,
+                                    .ema = ema,
+                                    .untrained = untrained,
+                                    .init_seed = init_seed};
+  return sdw_demo_model_open_with(path, &o, m);
+}
+
+/* The checkpoint file path names (a run directory: its latest) into buf. */
+static sdw_status resolve(const char *path, char *buf, size_t size) {
   struct stat sb;
   if (stat(path, &sb) != 0) return sdw_fail(SDW_ERR_NOT_FOUND, "%s does not exist", path);
-  if (S_ISDIR(sb.st_mode))
-    SDW_TRY(sdw_demo_latest_checkpoint(path, m->checkpoint, sizeof m->checkpoint));
-  else
-    snprintf(m->checkpoint, sizeof m->checkpoint, "%s", path);
+  if (S_ISDIR(sb.st_mode)) return sdw_demo_latest_checkpoint(path, buf, size);
+  snprintf(buf, size, "%s", path);
+  return SDW_OK;
+}
+
+sdw_status sdw_demo_model_probe(const char *path, sdw_demo_model_info *out) {
+  memset(out, 0, sizeof *out);
+  char ck[4096], vae[4096];
+  char *config = NULL; /* malloc'd INI text */
+  struct stat sb;
+  if (resolve(path, ck, sizeof ck) == SDW_OK) {
+    sdw_safetensors *meta = NULL;
+    SDW_TRY(sdw_safetensors_open(ck, &meta));
+    const char *format = sdw_safetensors_metadata_get(meta, "format");
+    const char *text = sdw_safetensors_metadata_get(meta, "config");
+    if (format && strcmp(format, SDW_CHECKPOINT_FORMAT) == 0 && text) config = strdup(text);
+    sdw_safetensors_close(meta);
+    if (!config)
+      return sdw_fail(SDW_ERR_FORMAT, "%s is not an sdw training checkpoint (%s)", ck,
+                      SDW_CHECKPOINT_FORMAT);
+  } else if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    /* a run without a checkpoint yet: what it is comes from its config.ini */
+    char ini[4200];
+    size_t n = 0;
+    snprintf(ini, sizeof ini, "%s/config.ini", path);
+    sdw_clear_error();
+    SDW_TRY(sdw_read_file(ini, (void **)&config, &n));
+    char *z = realloc(config, n + 1);
+    if (!z) {
+      free(config);
+      return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
+    }
+    config = z;
+    config[n] = '\0';
+  } else {
+    return sdw_fail(SDW_ERR_NOT_FOUND, "%s is not an sdw run or training checkpoint", path);
+  }
+  ini_value(config, "vae", vae, sizeof vae);
+  ini_value(config, "train_data", out->train_data, sizeof out->train_data);
+  free(config);
+  out->pixels = strcmp(vae, "pixels") == 0;
+  char origin[4096];
+  if (out->train_data[0] && sdw_trainer_store_origin(out->train_data, origin, sizeof origin,
+                                                     &out->height, &out->width) != SDW_OK) {
+    out->width = out->height = 0; /* the store moved: the caller asks for a size */
+    sdw_clear_error();
+  }
+  return SDW_OK;
+}
+
+/* A path's last component without a checkpoint extension (the infotext's
+ * model name, as txt2img_open names models). */
+static void model_stem(const char *path, char *buf, size_t size) {
+  size_t n = strlen(path);
+  while (n > 1 && path[n - 1] == '/')
+    n--;
+  size_t start = n;
+  while (start > 0 && path[start - 1] != '/')
+    start--;
+  snprintf(buf, size, "%.*s", (int)(n - start), path + start);
+  const size_t l = strlen(buf), e = strlen(".safetensors");
+  if (l > e && strcmp(buf + l - e, ".safetensors") == 0) buf[l - e] = '\0';
+}
+
+sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_options *o,
+                                    sdw_demo_model *m) {
+  memset(m, 0, sizeof *m);
+  const char *text_encoder = o->text_encoder;
+  const int ema = o->ema;
+  SDW_TRY(resolve(path, m->checkpoint, sizeof m->checkpoint));
   sdw_safetensors *meta = NULL;
   SDW_TRY(sdw_safetensors_open(m->checkpoint, &meta));
   const char *format = sdw_safetensors_metadata_get(meta, "format");
@@ -80,10 +156,15 @@ sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int e
   if (!format || strcmp(format, SDW_CHECKPOINT_FORMAT) != 0 || !unet_json)
     st = sdw_fail(SDW_ERR_FORMAT, "%s is not an sdw training checkpoint (%s)", m->checkpoint,
                   SDW_CHECKPOINT_FORMAT);
+  char vocab[4096] = "";
+  if (o->vocab)
+    snprintf(vocab, sizeof vocab, "%s", o->vocab);
+  else if (config)
+    ini_value(config, "vocab", vocab, sizeof vocab); /* what the trainer samples with */
   char te_path[4096] = "", prediction[32] = "";
   sdw_prediction_type pt = SDW_PREDICT_EPSILON;
   if (config) ini_value(config, "prediction_type", prediction, sizeof prediction);
-  if (prediction[0] && !sdw_prediction_type_from_name(prediction, &pt))
+  if (st == SDW_OK && prediction[0] && !sdw_prediction_type_from_name(prediction, &pt))
     st = sdw_fail(SDW_ERR_FORMAT, "%s: unknown prediction_type '%s' in its config", m->checkpoint,
                   prediction);
   if (st == SDW_OK) {
@@ -100,8 +181,8 @@ sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int e
   if (st == SDW_OK) st = sdw_ctx_create(sdw_backend_cpu(), 0, &m->ctx);
   if (st == SDW_OK) st = sdw_unet_create(&m->unet, m->ctx, &uc);
   if (st == SDW_OK) m->unet_ok = true;
-  if (st == SDW_OK && untrained) {
-    st = sdw_unet_init_random(&m->unet, init_seed);
+  if (st == SDW_OK && o->untrained) {
+    st = sdw_unet_init_random(&m->unet, o->init_seed);
   } else if (st == SDW_OK) {
     sdw_checkpoint_state state;
     sdw_safetensors *ck = NULL;
@@ -126,13 +207,17 @@ sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int e
   sdw_safetensors_close(meta);
   if (st == SDW_OK) st = sdw_clip_text_open(&m->te, m->ctx, te_path, NULL);
   if (st == SDW_OK) m->te_ok = true;
-  char vocab[4096];
-  if (st == SDW_OK) st = sdw_tokenizer_default_vocab(vocab, sizeof vocab);
-  if (st == SDW_OK) st = sdw_tokenizer_load(vocab, SDW_TOKENIZER_HF, &m->tok); /* as the trainer */
+  if (st == SDW_OK && !vocab[0]) st = sdw_tokenizer_default_vocab(vocab, sizeof vocab);
+  if (st == SDW_OK) st = sdw_tokenizer_load(vocab, o->tokenizer, &m->tok); /* as the trainer */
   if (st == SDW_OK) {
     sdw_txt2img_parts parts = {m->tok, &m->te, &m->unet, NULL};
     st = sdw_txt2img_create(m->ctx, &parts, &m->pipe);
     if (st == SDW_OK) sdw_txt2img_set_prediction(m->pipe, pt);
+  }
+  if (st == SDW_OK && o->model_hash) {
+    char name[256];
+    model_stem(path, name, sizeof name);
+    st = sdw_txt2img_set_identity(m->pipe, name, m->checkpoint);
   }
   return st;
 }

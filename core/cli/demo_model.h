@@ -1,8 +1,9 @@
-/* What `sdw eval` and `sdw demo` sample from: a trainer checkpoint of a
- * pixel-space model (core/train/checkpoint.h; the UNet's config.json and the
- * run's config are in its metadata) with the frozen text encoder the run
- * names, as a txt2img pipeline without a VAE. Or the same architecture
- * untrained (the trainer's random initialisation), the baseline of eval. */
+/* What `sdw eval`, `sdw demo` and `sdw sample` (for a pixel-space run)
+ * sample from: a trainer checkpoint of a pixel-space model
+ * (core/train/checkpoint.h; the UNet's config.json and the run's config are
+ * in its metadata) with the frozen text encoder the run names, as a txt2img
+ * pipeline without a VAE. Or the same architecture untrained (the trainer's
+ * random initialisation), the baseline of eval. */
 #ifndef SDW_CLI_DEMO_MODEL_H
 #define SDW_CLI_DEMO_MODEL_H
 
@@ -31,6 +32,33 @@ typedef struct sdw_demo_model {
 sdw_status sdw_demo_model_open(const char *path, const char *text_encoder, int ema, bool untrained,
                                uint64_t init_seed, sdw_demo_model *m);
 void sdw_demo_model_close(sdw_demo_model *m);
+
+/* sdw_demo_model_open with everything: NULL / 0 members take the defaults
+ * of sdw_demo_model_open (text encoder and vocabulary: the run's config;
+ * ema -1 as there). */
+typedef struct sdw_demo_model_options {
+  const char *text_encoder; /* NULL: the run's text_encoder */
+  const char *vocab;        /* NULL: the run's vocab, else the one shipped with sdw */
+  sdw_tokenizer_mode tokenizer;
+  int ema;
+  bool untrained;
+  uint64_t init_seed;
+  bool model_hash; /* name the model (path's stem) and hash the checkpoint for infotexts */
+} sdw_demo_model_options;
+sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_options *o,
+                                    sdw_demo_model *m);
+
+/* What a run directory or checkpoint file is, from the checkpoint's metadata
+ * (a run without a checkpoint yet: its config.ini) and the train_data
+ * store's index.json. */
+typedef struct sdw_demo_model_info {
+  bool pixels;       /* the run's config says vae = pixels */
+  int width, height; /* the training images' size (0: the store cannot be read) */
+  char train_data[4096];
+} sdw_demo_model_info;
+/* SDW_ERR_NOT_FOUND / SDW_ERR_FORMAT when path is not an sdw run or
+ * training checkpoint. */
+sdw_status sdw_demo_model_probe(const char *path, sdw_demo_model_info *out);
 
 /* The checkpoint a run directory's checkpoints/latest names, into buf;
  * SDW_ERR_NOT_FOUND when there is none yet. */

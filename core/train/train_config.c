@@ -51,7 +51,9 @@ static const key_def keys[] = {
     S(train_data, "", "latent store of the training split (required)"),
     S(val_data, "", "latent store for the validation loss (empty: none)"),
     S(text_encoder, "", "CLIP text encoder folder, or none to use the store's contexts"),
-    S(vae, "", "VAE for validation grids and samples (empty: no images)"),
+    S(vae, "",
+      "VAE for validation grids and samples, or pixels for a pixel-space model (empty: no "
+      "images)"),
     S(vocab, "", "BPE vocabulary for samples (empty: the one shipped with sdw)"),
     I(batch_size, 1, 65536, "24", "samples per micro-batch per rank"),
     I(grad_accum, 1, 65536, "2", "micro-batches per optimizer step"),
@@ -84,6 +86,7 @@ static const key_def keys[] = {
     I(log_every, 1, 1000000, "10", "optimizer steps between metrics lines"),
     I(max_nonfinite, 1, 1000000, "5", "non-finite steps in a row that stop the run"),
     I(val_steps, 1, 1000, "25", "DDIM steps of validation grids"),
+    S(val_prompts, "", "validation grid prompts separated by | (empty: the seed's four)"),
     D(val_cfg, 0, 1000, "7.5", "CFG scale of validation grids"),
     U(val_seed, "42", "seed of validation grids"),
     I(sample_steps, 1, 1000, "25", "default DDIM steps of requested samples"),
@@ -249,6 +252,43 @@ sdw_status sdw_train_config_load(sdw_train_config *c, const char *path) {
   return st;
 }
 
+/* The seed's validation prompts (SEED.md 2.7). */
+static const char *const seed_val_prompts[4] = {
+    "epic mountain landscape at golden hour, photorealistic, detailed, 8k",
+    "portrait of a young woman, soft lighting, detailed face, photorealistic",
+    "cyberpunk city street at night, neon lights, rain reflections, cinematic",
+    "beautiful flower meadow, sunlight, sharp focus, nature photography"};
+
+bool sdw_train_config_pixels(const sdw_train_config *c) { return strcmp(c->vae, "pixels") == 0; }
+
+sdw_status sdw_train_config_val_prompts(const sdw_train_config *c, char *buf, size_t size,
+                                        const char **prompts, int *count) {
+  *count = 0;
+  if (!c->val_prompts[0]) {
+    for (int i = 0; i < 4; i++)
+      prompts[i] = seed_val_prompts[i];
+    *count = 4;
+    return SDW_OK;
+  }
+  const size_t n = strlen(c->val_prompts);
+  if (n + 1 > size)
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "val_prompts: longer than %zu bytes", size - 1);
+  memcpy(buf, c->val_prompts, n + 1);
+  for (char *s = buf, *next; s; s = next) {
+    next = strchr(s, '|');
+    if (next) *next++ = '\0';
+    char *p = trim(s);
+    if (!*p)
+      return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                      "val_prompts: prompt %d is empty (prompts are separated by '|')", *count + 1);
+    if (*count == SDW_TRAIN_VAL_PROMPTS_MAX)
+      return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "val_prompts: more than %d prompts",
+                      SDW_TRAIN_VAL_PROMPTS_MAX);
+    prompts[(*count)++] = p;
+  }
+  return SDW_OK;
+}
+
 sdw_status sdw_train_config_validate(const sdw_train_config *c) {
   if (!c->train_data[0])
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
@@ -271,6 +311,10 @@ sdw_status sdw_train_config_validate(const sdw_train_config *c) {
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "text_encoder is required: a CLIP text encoder folder, or none to train on "
                     "the contexts stored in the latent store");
+  char buf[SDW_TRAIN_VAL_PROMPTS_BYTES];
+  const char *prompts[SDW_TRAIN_VAL_PROMPTS_MAX];
+  int count;
+  SDW_TRY(sdw_train_config_val_prompts(c, buf, sizeof buf, prompts, &count));
   return SDW_OK;
 }
 

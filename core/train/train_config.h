@@ -28,6 +28,7 @@ extern "C" {
 #endif
 
 enum { SDW_TRAIN_PATH_MAX = 1024 };
+enum { SDW_TRAIN_VAL_PROMPTS_MAX = 16, SDW_TRAIN_VAL_PROMPTS_BYTES = 4096 };
 
 typedef struct sdw_train_config {
   /* model and data */
@@ -38,7 +39,8 @@ typedef struct sdw_train_config {
   char train_data[SDW_TRAIN_PATH_MAX];   /* latent store directory (required) */
   char val_data[SDW_TRAIN_PATH_MAX];     /* latent store for validation loss ("" none) */
   char text_encoder[SDW_TRAIN_PATH_MAX]; /* CLIP folder, or "none": stored contexts */
-  char vae[SDW_TRAIN_PATH_MAX];          /* VAE for validation grids and samples ("" none) */
+  char vae[SDW_TRAIN_PATH_MAX];          /* VAE for validation grids and samples ("" none,
+                                            "pixels": a pixel-space model, no VAE) */
   char vocab[SDW_TRAIN_PATH_MAX];        /* BPE vocabulary for samples ("" default) */
   /* the seed's flags */
   int batch_size, grad_accum, epochs;
@@ -65,6 +67,7 @@ typedef struct sdw_train_config {
   int log_every;      /* optimizer steps between metrics lines */
   int max_nonfinite;  /* consecutive skipped steps that stop the run */
   int val_steps;      /* DDIM steps of validation grids */
+  char val_prompts[SDW_TRAIN_VAL_PROMPTS_BYTES]; /* '|'-separated ("" the seed's four) */
   double val_cfg;
   uint64_t val_seed;
   int sample_steps; /* defaults of on-request samples */
@@ -88,6 +91,19 @@ sdw_status sdw_train_config_load(sdw_train_config *c, const char *path);
 /* The same from text (name for messages). */
 sdw_status sdw_train_config_parse(sdw_train_config *c, const char *text, size_t size,
                                   const char *name);
+
+/* True when vae = pixels: the model denoises the RGB images themselves
+ * (a pixel-space latent store, `sdw pipeline encode --vae pixels`). */
+bool sdw_train_config_pixels(const sdw_train_config *c);
+
+/* The validation grid's prompts: val_prompts split at '|', each with its
+ * surrounding spaces removed, or the seed's four (SEED.md 2.7) when
+ * val_prompts is empty. buf[size] (at least SDW_TRAIN_VAL_PROMPTS_BYTES)
+ * holds the split copy; prompts[SDW_TRAIN_VAL_PROMPTS_MAX] receive pointers
+ * into it or to static strings, *count how many (1..16).
+ * SDW_ERR_INVALID_ARGUMENT for an empty prompt or more than 16. */
+sdw_status sdw_train_config_val_prompts(const sdw_train_config *c, char *buf, size_t size,
+                                        const char **prompts, int *count);
 
 /* Cross-field checks (required keys, ranges): SDW_ERR_INVALID_ARGUMENT. */
 sdw_status sdw_train_config_validate(const sdw_train_config *c);

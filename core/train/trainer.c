@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "core/base/arena.h"
+#include "core/base/json.h"
 #include "core/base/latent_store.h"
 #include "core/base/rng.h"
 #include "core/diffusion/schedule.h"
@@ -156,6 +157,54 @@ static sdw_status open_text(sdw_trainer *t) {
   return SDW_OK;
 }
 
+sdw_status sdw_trainer_store_origin(const char *dir, char *vae, size_t size, int *height,
+                                    int *width) {
+  vae[0] = '\0';
+  *height = *width = 0;
+  char path[SDW_TRAIN_PATH_MAX + 16];
+  snprintf(path, sizeof path, "%s/index.json", dir);
+  sdw_json_doc *doc = NULL;
+  SDW_TRY(sdw_json_load_file(path, &doc));
+  sdw_json_obj root;
+  const char *v = "";
+  int64_t shape[3] = {0};
+  size_t n = 0;
+  sdw_status st = sdw_json_root(doc, &root);
+  if (st == SDW_OK) st = sdw_json_get_string_or(&root, "vae", "", &v);
+  if (st == SDW_OK) st = sdw_json_get_int_array(&root, "latent_shape", shape, 3, &n);
+  if (st == SDW_OK &&
+      (n != 3 || shape[1] < 1 || shape[2] < 1 || shape[1] > 1 << 20 || shape[2] > 1 << 20))
+    st = sdw_fail(SDW_ERR_FORMAT, "%s: latent_shape must be [C, H, W]", path);
+  if (st == SDW_OK) {
+    snprintf(vae, size, "%s", v);
+    *height = (int)shape[1];
+    *width = (int)shape[2];
+  }
+  sdw_json_free(doc);
+  return st;
+}
+
+/* vae = pixels needs a pixel-space store and a VAE path a latent one: one
+ * trained on the other's data would learn the wrong thing silently. */
+static sdw_status check_store_origin(const sdw_train_config *cfg) {
+  if (!cfg->vae[0]) return SDW_OK; /* no images: either store will do */
+  char origin[SDW_TRAIN_PATH_MAX];
+  int h, w;
+  SDW_TRY(sdw_trainer_store_origin(cfg->train_data, origin, sizeof origin, &h, &w));
+  const bool store_pixels = strcmp(origin, "pixels") == 0;
+  if (sdw_train_config_pixels(cfg) && !store_pixels)
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                    "vae = pixels but train_data %s holds VAE latents (its index.json says vae "
+                    "\"%s\"): set vae to that VAE, or encode the data with --vae pixels",
+                    cfg->train_data, origin);
+  if (!sdw_train_config_pixels(cfg) && store_pixels)
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                    "vae = %s but train_data %s holds pixels (its index.json says vae "
+                    "\"pixels\"): set vae = pixels",
+                    cfg->vae, cfg->train_data);
+  return SDW_OK;
+}
+
 sdw_status sdw_trainer_create(const sdw_train_config *cfg, sdw_allreduce *ar,
                               sdw_trainer_log_fn log, void *log_user, sdw_trainer **out) {
   *out = NULL;
@@ -188,6 +237,7 @@ sdw_status sdw_trainer_create(const sdw_train_config *cfg, sdw_allreduce *ar,
     st = sdw_latent_store_open(cfg->train_data, &t->train);
     if (st != SDW_OK) sdw_error_prefix("train_data");
   }
+  if (st == SDW_OK) st = check_store_origin(cfg);
   if (st == SDW_OK && cfg->val_data[0]) {
     st = sdw_latent_store_open(cfg->val_data, &t->val);
     if (st != SDW_OK) sdw_error_prefix("val_data");
@@ -609,11 +659,12 @@ sdw_status sdw_trainer_sample(sdw_trainer *t, const char *const *prompts,
   *rgb = NULL;
   if (!t->clip || !t->cfg->vae[0])
     return sdw_fail(SDW_ERR_UNSUPPORTED,
-                    "samples need a text encoder and a VAE: set text_encoder and vae in the "
-                    "config");
+                    "samples need a text encoder and a VAE: set text_encoder and vae (a VAE, or "
+                    "pixels for a pixel-space model) in the config");
+  const bool pixels = sdw_train_config_pixels(t->cfg);
   if (!t->tok)
     SDW_TRY(sdw_tokenizer_load(t->cfg->vocab[0] ? t->cfg->vocab : NULL, SDW_TOKENIZER_HF, &t->tok));
-  if (!t->vae) {
+  if (!pixels && !t->vae) {
     t->vae = calloc(1, sizeof *t->vae);
     if (!t->vae) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "trainer: out of memory");
     sdw_status st = sdw_vae_open(t->vae, t->ctx, t->cfg->vae, NULL, SDW_VAE_DECODER);
@@ -626,14 +677,15 @@ sdw_status sdw_trainer_sample(sdw_trainer *t, const char *const *prompts,
   }
   sdw_unet *m;
   SDW_TRY(eval_unet(t, ema, &m));
+  /* pixel space: no VAE, txt2img maps the final x0 to RGB8 itself */
   sdw_txt2img_parts parts = {
-      .tokenizer = t->tok, .text_encoder = t->clip, .unet = m, .vae = t->vae};
+      .tokenizer = t->tok, .text_encoder = t->clip, .unet = m, .vae = pixels ? NULL : t->vae};
   sdw_txt2img *p = NULL;
   SDW_TRY(sdw_txt2img_create(t->ctx, &parts, &p));
   sdw_txt2img_set_prediction(p, prediction_type(t->cfg));
   sdw_txt2img_set_identity(p, ema ? "sdw-train-ema" : "sdw-train", NULL);
   sdw_txt2img_settings s = sdw_txt2img_settings_default();
-  const int f = sdw_vae_downscale(&t->vae->cfg);
+  const int f = pixels ? 1 : sdw_vae_downscale(&t->vae->cfg);
   s.width = t->W * f;
   s.height = t->H * f;
   s.steps = steps;

@@ -104,12 +104,21 @@ sdw_status sdw_trainer_val_loss(sdw_trainer *t, double *loss);
 
 /* Images with the EMA weights (raw when !ema or no EMA): jobs as txt2img's,
  * rgb[count][h][w][3]; *w, *h receive the size; infotext[count] (malloc'd
- * each, caller frees) may be NULL. SDW_ERR_UNSUPPORTED without a VAE or a
- * text encoder. */
+ * each, caller frees) may be NULL. With vae = pixels there is no VAE: the
+ * sampler's final x0 in [-1, 1] is the image (txt2img's pixel-space
+ * pipeline, the same [-1, 1] -> RGB8 rule as after a VAE), at the store's
+ * size. SDW_ERR_UNSUPPORTED without a vae or a text encoder. */
 sdw_status sdw_trainer_sample(sdw_trainer *t, const char *const *prompts,
                               const char *const *negatives, const uint64_t *seeds, int count,
                               int steps, double cfg_scale, bool ema, const atomic_int *cancel,
                               uint8_t **rgb, int *width, int *height, char **infotext);
+
+/* What a latent store's index.json says: what encoded it (its "vae":
+ * "pixels" for a pixel-space store, `sdw pipeline encode --vae pixels`; ""
+ * when the index does not say) into vae[size], and the latents' height and
+ * width (the image size of a pixel-space store). Reads index.json only. */
+sdw_status sdw_trainer_store_origin(const char *dir, char *vae, size_t size, int *height,
+                                    int *width);
 
 /* --- the job: a run directory around the engine (trainer_run.c) ------------ */
 

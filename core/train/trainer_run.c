@@ -35,13 +35,6 @@
 #define SDW_VERSION "unknown"
 #endif
 
-/* The seed's validation prompts (SEED.md 2.7). */
-static const char *const val_prompts[4] = {
-    "epic mountain landscape at golden hour, photorealistic, detailed, 8k",
-    "portrait of a young woman, soft lighting, detailed face, photorealistic",
-    "cyberpunk city street at night, neon lights, rain reflections, cinematic",
-    "beautiful flower meadow, sunlight, sharp focus, nature photography"};
-
 enum { MAX_QUEUE = 16, MAX_CMDS = 32, CTL_POLL_MS = 20 };
 
 enum { CMD_PAUSE, CMD_RESUME, CMD_CHECKPOINT, CMD_STOP };
@@ -328,8 +321,8 @@ static sdw_status write_png(const char *path, const uint8_t *rgb, int w, int h, 
   return sdw_png_write(path, rgb, w, h, 3, texts, 2);
 }
 
-/* The seed's validation: 4 prompts, seeds val_seed + i, a 1x4 grid with
- * torchvision's 2-pixel padding. */
+/* The seed's validation: the val_prompts (the seed's 4 by default), seeds
+ * val_seed + i, a 1 x n grid with torchvision's 2-pixel padding. */
 static void do_validation(job *j) {
   if (!j->rank0) return;
   const int64_t step = sdw_trainer_global_step(j->t);
@@ -353,20 +346,27 @@ static void do_validation(job *j) {
     job_log(j, "WARN", "validation loss failed: %s", sdw_last_error());
   }
   if (!j->cfg->vae[0] || strcmp(j->cfg->text_encoder, "none") == 0) return;
+  char buf[SDW_TRAIN_VAL_PROMPTS_BYTES];
+  const char *prompts[SDW_TRAIN_VAL_PROMPTS_MAX];
+  int n = 0;
+  if (sdw_train_config_val_prompts(j->cfg, buf, sizeof buf, prompts, &n) != SDW_OK) {
+    job_log(j, "WARN", "validation grid skipped: %s", sdw_last_error()); /* validated at start */
+    return;
+  }
   set_state(j, "sampling");
-  uint64_t seeds[4];
-  for (int i = 0; i < 4; i++)
+  uint64_t seeds[SDW_TRAIN_VAL_PROMPTS_MAX];
+  for (int i = 0; i < n; i++)
     seeds[i] = j->cfg->val_seed + (uint64_t)i;
   uint8_t *rgb = NULL;
   int w = 0, h = 0;
-  char *info[4] = {0};
-  st = sdw_trainer_sample(j->t, val_prompts, NULL, seeds, 4, j->cfg->val_steps, j->cfg->val_cfg,
-                          true, j->opt->interrupt, &rgb, &w, &h, info);
+  char *info[SDW_TRAIN_VAL_PROMPTS_MAX] = {0};
+  st = sdw_trainer_sample(j->t, prompts, NULL, seeds, n, j->cfg->val_steps, j->cfg->val_cfg, true,
+                          j->opt->interrupt, &rgb, &w, &h, info);
   if (st == SDW_OK) {
-    const int pad = 2, gw = 4 * w + 5 * pad, gh = h + 2 * pad;
+    const int pad = 2, gw = n * w + (n + 1) * pad, gh = h + 2 * pad;
     uint8_t *grid = calloc((size_t)gw * gh * 3, 1);
     if (grid) {
-      for (int i = 0; i < 4; i++)
+      for (int i = 0; i < n; i++)
         for (int y = 0; y < h; y++)
           memcpy(grid + ((size_t)(y + pad) * gw + pad + i * (w + pad)) * 3,
                  rgb + ((size_t)i * h * w + (size_t)y * w) * 3, (size_t)w * 3);
@@ -376,10 +376,12 @@ static void do_validation(job *j) {
       st = write_png(path, grid, gw, gh, info[0]);
       if (st == SDW_OK) job_log(j, "INFO", "validation grid %s", rel);
       free(grid);
+    } else {
+      st = sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory for the grid");
     }
   }
   if (st != SDW_OK) job_log(j, "WARN", "validation grid failed: %s", sdw_last_error());
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < n; i++)
     free(info[i]);
   free(rgb);
   set_state(j, prev);
@@ -496,7 +498,7 @@ static cJSON *handle(void *user, const char *cmd, const cJSON *req) {
     if (e && !cJSON_IsBool(e)) return sdw_control_reply_error("\"ema\" must be true or false");
     if (!j->cfg->vae[0] || strcmp(j->cfg->text_encoder, "none") == 0)
       return sdw_control_reply_error(
-          "this run cannot sample: its config has no vae or no text encoder");
+          "this run cannot sample: its config has no vae (a VAE, or pixels) or no text encoder");
     sample_req q = {
         .prompt = strdup(p->valuestring),
         .negative = cJSON_IsString(n) ? strdup(n->valuestring) : NULL,
