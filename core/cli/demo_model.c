@@ -182,7 +182,14 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
   if (st == SDW_OK) st = sdw_unet_create(&m->unet, m->ctx, &uc);
   if (st == SDW_OK) m->unet_ok = true;
   if (st == SDW_OK && o->untrained) {
-    st = sdw_unet_init_random(&m->unet, o->init_seed);
+    /* the run's own init: the same zero-initialised modules */
+    char zero_name[16] = "";
+    sdw_zero_init zi = SDW_ZERO_INIT_SEED;
+    if (config) ini_value(config, "unet_zero_init", zero_name, sizeof zero_name);
+    if (zero_name[0] && !sdw_zero_init_from_name(zero_name, &zi))
+      st = sdw_fail(SDW_ERR_FORMAT, "%s: unknown unet_zero_init '%s' in its config", m->checkpoint,
+                    zero_name);
+    if (st == SDW_OK) st = sdw_unet_init_random_with(&m->unet, o->init_seed, zi);
   } else if (st == SDW_OK) {
     sdw_checkpoint_state state;
     sdw_safetensors *ck = NULL;

@@ -11,6 +11,7 @@
 #include "core/base/parse.h"
 #include "core/diffusion/schedule.h"
 #include "core/train/lr_schedule.h"
+#include "core/train/unet_init.h"
 
 typedef enum key_type { K_INT, K_I64, K_U64, K_DBL, K_BOOL, K_STR } key_type;
 
@@ -48,6 +49,7 @@ static const key_def keys[] = {
     I(unet_t_dim, 0, 8192, "0", "model = custom: time embedding width (0: unet_ch)"),
     I(unet_ctx_dim, 1, 8192, "768", "model = custom: context width (the text encoder's)"),
     S(init, "", "UNet weights to start from (empty: random init as the seed's)"),
+    S(unet_zero_init, "seed", "random init's zero modules: seed (its list) or ldm (CompVis LDM's)"),
     S(train_data, "", "latent store of the training split (required)"),
     S(val_data, "", "latent store for the validation loss (empty: none)"),
     S(text_encoder, "", "CLIP text encoder folder, or none to use the store's contexts"),
@@ -293,6 +295,10 @@ sdw_status sdw_train_config_validate(const sdw_train_config *c) {
   if (!c->train_data[0])
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "train_data is required: the latent store written by `sdw pipeline encode`");
+  sdw_zero_init zi;
+  if (!sdw_zero_init_from_name(c->unet_zero_init, &zi))
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "unet_zero_init must be seed or ldm, not '%s'",
+                    c->unet_zero_init);
   sdw_prediction_type pt;
   if (!sdw_prediction_type_from_name(c->prediction_type, &pt))
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,

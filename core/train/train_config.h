@@ -36,6 +36,7 @@ typedef struct sdw_train_config {
   int unet_ch, unet_res_blks, unet_heads, unet_t_dim, unet_ctx_dim; /* model = custom */
   char unet_ch_mults[64], unet_attn_lvls[64];                       /* "1,2,4,4", "1,2,3" */
   char init[SDW_TRAIN_PATH_MAX];         /* "" random init, or UNet weights to start from */
+  char unet_zero_init[8];                /* seed | ldm: zero-initialised modules of a random init */
   char train_data[SDW_TRAIN_PATH_MAX];   /* latent store directory (required) */
   char val_data[SDW_TRAIN_PATH_MAX];     /* latent store for validation loss ("" none) */
   char text_encoder[SDW_TRAIN_PATH_MAX]; /* CLIP folder, or "none": stored contexts */

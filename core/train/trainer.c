@@ -273,7 +273,9 @@ sdw_status sdw_trainer_create(const sdw_train_config *cfg, sdw_allreduce *ar,
       st = sdw_unet_load(&t->unet, cfg->init);
       if (st != SDW_OK) sdw_error_prefix("init");
     } else {
-      st = sdw_unet_init_random(&t->unet, cfg->seed);
+      sdw_zero_init zi = SDW_ZERO_INIT_SEED;
+      sdw_zero_init_from_name(cfg->unet_zero_init, &zi);
+      st = sdw_unet_init_random_with(&t->unet, cfg->seed, zi);
     }
   }
   if (st == SDW_OK) st = sdw_unet_grads_create(&t->grads, &t->unet);

@@ -13,10 +13,17 @@ static bool ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-/* The seed's zero-initialised modules (SEED.md 1.5). */
-static bool seed_zero_init(const char *name) {
-  return strstr(name, ".conv2.") || strstr(name, ".proj_out.") || strstr(name, ".to_out.") ||
-         strstr(name, ".mlp.2.") || strncmp(name, "conv_out.", 9) == 0;
+/* The zero-initialised modules (SEED.md 1.5; LDM: a subset). */
+static bool zero_initialised(const char *name, sdw_zero_init zero) {
+  if (strstr(name, ".conv2.") || strstr(name, ".proj_out.") || strncmp(name, "conv_out.", 9) == 0)
+    return true;
+  return zero == SDW_ZERO_INIT_SEED && (strstr(name, ".to_out.") || strstr(name, ".mlp.2."));
+}
+
+bool sdw_zero_init_from_name(const char *name, sdw_zero_init *out) {
+  if (strcmp(name, "seed") == 0) return *out = SDW_ZERO_INIT_SEED, true;
+  if (strcmp(name, "ldm") == 0) return *out = SDW_ZERO_INIT_LDM, true;
+  return false;
 }
 
 static int64_t fan_in(const sdw_tensor *w) {
@@ -27,6 +34,10 @@ static int64_t fan_in(const sdw_tensor *w) {
 }
 
 sdw_status sdw_unet_init_random(sdw_unet *m, uint64_t seed) {
+  return sdw_unet_init_random_with(m, seed, SDW_ZERO_INIT_SEED);
+}
+
+sdw_status sdw_unet_init_random_with(sdw_unet *m, uint64_t seed, sdw_zero_init zero) {
   sdw_params *p = &m->params;
   float *host = calloc(p->total ? p->total : 1, sizeof *host);
   if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "init: out of memory");
@@ -35,7 +46,7 @@ sdw_status sdw_unet_init_random(sdw_unet *m, uint64_t seed) {
     const sdw_param *it = &p->items[i];
     const int64_t n = sdw_tensor_numel(&it->value);
     float *dst = host + it->offset;
-    if (seed_topology && seed_zero_init(it->name)) continue; /* zeros */
+    if (seed_topology && zero_initialised(it->name, zero)) continue; /* zeros */
     double bound = 0;
     if (it->value.ndim >= 2) {
       bound = 1.0 / sqrt((double)fan_in(&it->value));

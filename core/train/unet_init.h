@@ -15,6 +15,7 @@
 #ifndef SDW_TRAIN_UNET_INIT_H
 #define SDW_TRAIN_UNET_INIT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "core/base/status.h"
@@ -26,6 +27,24 @@ extern "C" {
 
 /* Overwrites every parameter of m (created, on any backend). */
 sdw_status sdw_unet_init_random(sdw_unet *m, uint64_t seed);
+
+/* Which modules of a seed-topology UNet start at zero. */
+typedef enum sdw_zero_init {
+  SDW_ZERO_INIT_SEED = 0, /* the seed's list above */
+  /* CompVis LDM's zero_module calls only: ResBlock conv2, proj_out and
+   * conv_out. The attentions' to_out and the MLP's last Linear get the
+   * default init, so the cross-attention learns from the first steps after
+   * proj_out moves instead of waiting for two zero layers in a row (the
+   * seed's to_out behind proj_out) */
+  SDW_ZERO_INIT_LDM,
+} sdw_zero_init;
+
+/* "seed" / "ldm"; false when unknown. */
+bool sdw_zero_init_from_name(const char *name, sdw_zero_init *out);
+
+/* sdw_unet_init_random with a choice of zero-initialised modules (the
+ * random values of every other parameter are the same for both). */
+sdw_status sdw_unet_init_random_with(sdw_unet *m, uint64_t seed, sdw_zero_init zero);
 
 #ifdef __cplusplus
 }
