@@ -269,3 +269,15 @@ SDW_TEST(unet_backward_seed_context_finite_differences) {
    * transformer and the context gradient at another shape */
   run_fd(seed_json, true, "tfm", "seed with context (transformers)");
 }
+
+SDW_TEST(unet_backward_seed_context_pool_finite_differences) {
+  /* ctx_pool: the context's token mean through a Linear into the time
+   * embedding. Every parameter (the pool's, and the time MLP's whose
+   * gradient it changes) and the context's gradient, which now also flows
+   * through the mean. */
+  static const char pool_json[] =
+      "{\"_class_name\": \"SeedUNetModel\", \"in_ch\": 4, \"out_ch\": 4, \"ch\": 32,"
+      " \"res_blks\": 1, \"attn_lvls\": [1], \"ch_mults\": [1, 2], \"heads\": 2, \"t_dim\": 16,"
+      " \"ctx_dim\": 24, \"ctx_pool\": true}";
+  run_fd(pool_json, true, NULL, "seed with ctx_pool");
+}

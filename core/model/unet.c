@@ -231,6 +231,11 @@ void sdw_unet_declare_seed(sdw_unet *m, sdw_params *p) {
   m->time_w2 =
       sdw_params_take(p, 2, (int64_t[]){c->time_out_dim, c->time_hidden_dim}, "t_emb.2.weight");
   m->time_b2 = sdw_params_take(p, 1, (int64_t[]){c->time_out_dim}, "t_emb.2.bias");
+  if (c->context_pool) {
+    m->ctx_pool_w =
+        sdw_params_take(p, 2, (int64_t[]){c->time_out_dim, c->context_dim}, "ctx_pool.weight");
+    m->ctx_pool_b = sdw_params_take(p, 1, (int64_t[]){c->time_out_dim}, "ctx_pool.bias");
+  }
   for (int i = 0; i < m->node_count; i++) {
     const sdw_unet_node *n = &m->nodes[i];
     if (n->kind == SDW_UNET_NODE_CONV) sdw_unet_conv_declare(p, &m->convs[n->index]);
@@ -467,6 +472,19 @@ static sdw_status forward_impl(sdw_unet *m, sdw_arena *arena, const sdw_tensor *
   SDW_TRY(ops->linear_forward(ctx, &t_sin, &m->time_w1, &m->time_b1, &t_h));
   SDW_TRY(ops->silu_forward(ctx, &t_h, &t_ha));
   SDW_TRY(ops->linear_forward(ctx, &t_ha, &m->time_w2, &m->time_b2, &temb));
+  sdw_tensor pooled = {0}, pool_ones = {0};
+  if (c->context_pool && cond) {
+    /* temb += ctx_pool(mean over the tokens of the context) */
+    const int64_t S = cond->shape[1], D = cond->shape[2];
+    SDW_TRY(sdw_unet_alloc(arena, ctx, &pool_ones, 3, (int64_t[]){N, 1, S}));
+    SDW_TRY(sdw_unet_alloc(arena, ctx, &pooled, 3, (int64_t[]){N, 1, D}));
+    SDW_TRY(ops->fill(ctx, &pool_ones, (float)(1.0 / (double)S)));
+    SDW_TRY(ops->matmul(ctx, false, false, 1.0f, &pool_ones, cond, 0.0f, &pooled));
+    sdw_tensor pooled2 = sdw_unet_view(&pooled, 2, (int64_t[]){N, D}), add;
+    SDW_TRY(sdw_unet_alloc(arena, ctx, &add, 2, (int64_t[]){N, c->time_out_dim}));
+    SDW_TRY(ops->linear_forward(ctx, &pooled2, &m->ctx_pool_w, &m->ctx_pool_b, &add));
+    SDW_TRY(ops->add(ctx, &temb, &add, &temb));
+  }
   SDW_TRY(ops->silu_forward(ctx, &temb, &temb_act));
   if (sv) {
     sv->x = *x;
@@ -476,6 +494,8 @@ static sdw_status forward_impl(sdw_unet *m, sdw_arena *arena, const sdw_tensor *
     sv->t_ha = t_ha;
     sv->temb = temb;
     sv->temb_act = temb_act;
+    sv->pooled = pooled;
+    sv->pool_ones = pool_ones;
   }
 
   /* the program; node outputs stay in the arena until the end (skips
@@ -710,6 +730,19 @@ static sdw_status backward_impl(sdw_unet *m, sdw_unet *g, sdw_arena *arena,
   sdw_tensor dtemb, dt_ha, dt_h;
   SDW_TRY(alloc_zero_like(arena, ctx, &dtemb, &sv->temb));
   SDW_TRY(ops->silu_backward(ctx, &sv->temb, &dtemb_act, &dtemb));
+  if (c->context_pool && sv->pooled.data) {
+    /* temb += W pooled + b, pooled = pool_ones @ context */
+    const int64_t N = sv->pooled.shape[0], D = sv->pooled.shape[2];
+    sdw_tensor pooled2 = sdw_unet_view(&sv->pooled, 2, (int64_t[]){N, D}), dpooled, dpooled2;
+    if (dcontext) {
+      SDW_TRY(alloc_zero_like(arena, ctx, &dpooled, &sv->pooled));
+      dpooled2 = sdw_unet_view(&dpooled, 2, (int64_t[]){N, D});
+    }
+    SDW_TRY(ops->linear_backward(ctx, &pooled2, &m->ctx_pool_w, &dtemb, dcontext ? &dpooled2 : NULL,
+                                 &g->ctx_pool_w, &g->ctx_pool_b));
+    if (dcontext)
+      SDW_TRY(ops->matmul(ctx, true, false, 1.0f, &sv->pool_ones, &dpooled, 1.0f, dcontext));
+  }
   SDW_TRY(alloc_zero_like(arena, ctx, &dt_ha, &sv->t_ha));
   SDW_TRY(
       ops->linear_backward(ctx, &sv->t_ha, &m->time_w2, &dtemb, &dt_ha, &g->time_w2, &g->time_b2));

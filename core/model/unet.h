@@ -78,6 +78,13 @@ typedef struct sdw_unet_config {
   int seed_ch;
   int seed_ch_mults[SDW_UNET_MAX_LEVELS];
   bool grad_checkpoint; /* seed's grad_ckpt: the trainer's default for checkpointing */
+  /* seed "ctx_pool" (an sdw addition, off in the seed): the context's mean
+   * over its tokens through Linear(context_dim, time_out_dim) (zero-initialised)
+   * is added to the time embedding before its SiLU, so the prompt also
+   * reaches every ResBlock as a per-channel bias, as a class embedding does
+   * (diffusers' class_embed_type "projection"). Without a context it adds
+   * nothing. */
+  bool context_pool;
 } sdw_unet_config;
 
 /* Built-in configurations: "seed" (the seed's default UNetModel,
@@ -115,6 +122,7 @@ typedef struct sdw_unet {
   sdw_params params; /* owned: every weight, one flat buffer */
   /* time embedding */
   sdw_tensor time_w1, time_b1, time_w2, time_b2;
+  sdw_tensor ctx_pool_w, ctx_pool_b; /* [time_out, context_dim], [time_out] (context_pool) */
   /* output head: GroupNorm -> SiLU -> conv */
   sdw_tensor norm_out_w, norm_out_b, conv_out_w, conv_out_b;
   /* modules (owned arrays) and the program over them */

@@ -336,6 +336,8 @@ struct sdw_unet_saved {
   sdw_tensor t_ha;                 /* [N, time_hidden] SiLU output = linear 2 input */
   sdw_tensor temb;                 /* [N, time_out] linear 2 output = SiLU input */
   sdw_tensor temb_act;             /* [N, time_out] SiLU(temb): every ResBlock's time input */
+  sdw_tensor pooled;               /* [N, 1, ctx] the context's token mean (context_pool) */
+  sdw_tensor pool_ones;            /* [N, 1, S] all 1/S: pooled = pool_ones @ context */
   sdw_unet_node_saved *nodes;      /* [node_count] */
   sdw_tensor head_in;              /* [N, C0, H, W] last node output = norm_out input */
   sdw_tensor head_mean, head_rstd; /* [N, G] */

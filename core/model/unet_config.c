@@ -241,9 +241,9 @@ static sdw_status require_number(const sdw_json_obj *o, const char *key, double 
 }
 
 static sdw_status parse_seed(const sdw_json_obj *o, sdw_unet_config *out) {
-  static const char *const known[] = {"_class_name", "in_ch",     "out_ch",   "ch",
-                                      "res_blks",    "attn_lvls", "ch_mults", "heads",
-                                      "t_dim",       "ctx_dim",   "grad_ckpt"};
+  static const char *const known[] = {"_class_name", "in_ch",     "out_ch",    "ch",
+                                      "res_blks",    "attn_lvls", "ch_mults",  "heads",
+                                      "t_dim",       "ctx_dim",   "grad_ckpt", "ctx_pool"};
   /* UNetModel(**kwargs) raises on an unknown keyword: so do we */
   for (const cJSON *it = o->item->child; it; it = it->next) {
     bool ok = false;
@@ -286,6 +286,7 @@ static sdw_status parse_seed(const sdw_json_obj *o, sdw_unet_config *out) {
                     t_dim);
   seed_config(out, in_ch, out_ch, ch, mults, nm, res_blks, attn, heads, t_dim, ctx_dim);
   out->grad_checkpoint = grad_ckpt;
+  SDW_TRY(sdw_json_get_bool_or(o, "ctx_pool", false, &out->context_pool));
   return SDW_OK;
 }
 

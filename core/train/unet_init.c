@@ -15,7 +15,8 @@ static bool ends_with(const char *s, const char *suffix) {
 
 /* The zero-initialised modules (SEED.md 1.5; LDM: a subset). */
 static bool zero_initialised(const char *name, sdw_zero_init zero) {
-  if (strstr(name, ".conv2.") || strstr(name, ".proj_out.") || strncmp(name, "conv_out.", 9) == 0)
+  if (strstr(name, ".conv2.") || strstr(name, ".proj_out.") || strncmp(name, "conv_out.", 9) == 0 ||
+      strncmp(name, "ctx_pool.", 9) == 0)
     return true;
   return zero == SDW_ZERO_INIT_SEED && (strstr(name, ".to_out.") || strstr(name, ".mlp.2."));
 }
