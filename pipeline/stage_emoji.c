@@ -18,6 +18,7 @@
  * Caption: "<name>, <keywords...>, <group>" lower case, e.g. "red apple,
  * apple, fruit, red, food & drink" (the name first: a prompt that is just
  * the name shares the caption's first tokens under CLIP's causal mask).
+ * With --captions names the caption is the name alone ("red apple").
  * The quality columns are constants (similarity 1: the caption is the
  * image's own name; aesthetic 5, watermark 0, unsafe 0) so `filter` runs
  * on the set with thresholds the demo config relaxes.
@@ -47,8 +48,9 @@ enum { MAX_CPS = 16 };
 
 typedef struct emoji_options {
   const char *data, *output, *font, *test, *cldr, *url_base;
-  bool single;   /* single code point emoji only (plus U+FE0F) */
-  int64_t limit; /* at most this many (0: all) */
+  bool single;     /* single code point emoji only (plus U+FE0F) */
+  bool names_only; /* --captions names: the caption is the name alone */
+  int64_t limit;   /* at most this many (0: all) */
 } emoji_options;
 
 static void usage(FILE *f) {
@@ -69,6 +71,8 @@ static void usage(FILE *f) {
              "                      (default file://OUT/)\n"
              "  --single            single code point emoji only (U+FE0F allowed)\n"
              "  --limit N           at most N emoji, in emoji-test.txt order (default: all)\n"
+             "  --captions full|names  the caption: name, keywords and group (default), or\n"
+             "                      the name alone (\"red apple\": what a prompt says)\n"
              "  --help              this text\n");
 }
 
@@ -104,7 +108,10 @@ static int parse_options(int argc, char **argv, emoji_options *o) {
       o->url_base = v;
     else if (strcmp(a, "--limit") == 0)
       ok = sdw_parse_i64(v, 0, INT64_MAX, &o->limit);
-    else {
+    else if (strcmp(a, "--captions") == 0) {
+      ok = strcmp(v, "full") == 0 || strcmp(v, "names") == 0;
+      o->names_only = strcmp(v, "names") == 0;
+    } else {
       fprintf(stderr, "sdw: pipeline emoji: unknown option %s (see --help)\n", a);
       return 2;
     }
@@ -387,7 +394,10 @@ static sdw_status one_emoji(emoji_run *r, const uint32_t *cps, int n, const char
   st = sdw_png_write(path, img.pixels, img.width, img.height, 3, NULL, 0);
   if (st == SDW_OK) {
     snprintf(url, sizeof url, "%simages/%s.png", r->url_base, key);
-    make_caption(name, keywords_find(&r->kw, emoji), group, caption, sizeof caption);
+    if (r->o->names_only)
+      snprintf(caption, sizeof caption, "%s", name);
+    else
+      make_caption(name, keywords_find(&r->kw, emoji), group, caption, sizeof caption);
     sdw_parquet_writer_set_str(r->w, 0, url);
     sdw_parquet_writer_set_str(r->w, 1, caption);
     sdw_parquet_writer_set_i64(r->w, 2, img.width);

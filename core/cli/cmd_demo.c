@@ -208,11 +208,19 @@ static sdw_status find_assets(char *buf, size_t size) {
   return SDW_OK;
 }
 
+/* The side of the demo's images: 16x16 pixel space (README "The demo":
+ * at 16x16 two cores see each emoji about 90 times in 10 minutes, at 32x32
+ * about 20 times, too few for the prompts to take hold). */
+#define DEMO_SIDE "16"
+/* assets/demo/train.ini's batch_size */
+#define DEMO_BATCH 32
+
 /* --- the pipeline ------------------------------------------------------------------------- */
 
 typedef struct demo_paths {
   char dir[PATH_MAX], data[PATH_MAX + 16], run[PATH_MAX + 16], te[PATH_MAX + 32];
   char assets[PATH_MAX], grid[PATH_MAX + 32], eval[PATH_MAX + 32];
+  int side; /* the training images' side (the store's latent shape) */
 } demo_paths;
 
 static int stage(int index, const char *name, char **argv) {
@@ -257,8 +265,12 @@ static int run_pipeline(const demo_options *o, const demo_paths *p) {
   char *data = (char *)p->data;
   int rc = 0;
   {
-    char *argv[16] = {NULL, "pipeline", "emoji", "--data", data, "--url-base", url};
-    int n = 7;
+    /* captions: the names alone, what the demo prompts say (the random,
+     * frozen text encoder knows no synonyms: the prompt must be the words
+     * the model saw) */
+    char *argv[18] = {NULL,         "pipeline", "emoji",      "--data", data,
+                      "--url-base", url,        "--captions", "names"};
+    int n = 9;
     if (!o->all_emoji) argv[n++] = "--single";
     if (o->limit) {
       argv[n++] = "--limit";
@@ -295,8 +307,8 @@ static int run_pipeline(const demo_options *o, const demo_paths *p) {
     rc = stage(5, "build", argv);
   }
   if (!rc) {
-    char *argv[] = {NULL,    "pipeline", "encode",       "--data", data,
-                    "--vae", "pixels",   "--image-size", "32",     NULL};
+    char *argv[] = {NULL,    "pipeline", "encode",       "--data",  data,
+                    "--vae", "pixels",   "--image-size", DEMO_SIDE, NULL};
     rc = stage(6, "encode", argv);
   }
   return rc;
@@ -377,17 +389,22 @@ static bool job_alive(const job_status *j) {
   return kill((pid_t)j->pid, 0) == 0;
 }
 
-/* Samples in DATA/latents/SPLIT (0 when there is no complete store). */
-static int64_t store_count(const char *data, const char *split) {
+/* Samples in DATA/latents/SPLIT (0 when there is no complete store);
+ * *side (may be NULL) receives the samples' width (0 when unknown). */
+static int64_t store_info(const char *data, const char *split, int *side) {
   char path[PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/latents/%s/index.json", data, split);
+  if (side) *side = 0;
   void *text = NULL;
   size_t size = 0;
   if (sdw_read_file(path, &text, &size) != SDW_OK) return 0;
   cJSON *root = cJSON_ParseWithLength(text, size);
   free(text);
   const cJSON *c = root ? cJSON_GetObjectItem(root, "count") : NULL;
+  const cJSON *shape = root ? cJSON_GetObjectItem(root, "latent_shape") : NULL;
   int64_t n = cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;
+  if (side && cJSON_GetArraySize(shape) == 3 && cJSON_IsNumber(cJSON_GetArrayItem(shape, 2)))
+    *side = (int)cJSON_GetArrayItem(shape, 2)->valuedouble;
   cJSON_Delete(root);
   return n;
 }
@@ -399,16 +416,19 @@ static int start_training(const demo_options *o, const demo_paths *p) {
     return 0;
   }
   char config_ini[PATH_MAX + 32], cfg[PATH_MAX + 32], model[PATH_MAX + 64], train[PATH_MAX + 64],
-      val[PATH_MAX + 64], te[PATH_MAX + 64], steps[64];
+      val[PATH_MAX + 64], te[PATH_MAX + 64], steps[64], batch[64];
   snprintf(config_ini, sizeof config_ini, "%s/config.ini", p->run);
   snprintf(cfg, sizeof cfg, "%s/train.ini", p->assets);
   snprintf(model, sizeof model, "model=%s/unet.json", p->assets);
   snprintf(train, sizeof train, "train_data=%s/latents/train", p->data);
   snprintf(val, sizeof val, "val_data=%s/latents/val", p->data);
-  /* the validation loss needs a full batch: a small (--limit) set has none */
-  const bool use_val = store_count(p->data, "val") >= 32;
+  /* the validation loss needs a full batch (the trainer skips it with fewer) */
+  const bool use_val = store_info(p->data, "val", NULL) > 0;
   snprintf(te, sizeof te, "text_encoder=%s", p->te);
   snprintf(steps, sizeof steps, "max_steps=%lld", (long long)o->steps);
+  /* a small (--limit) set: one batch of all of it instead of train.ini's */
+  const int64_t train_count = store_info(p->data, "train", NULL);
+  snprintf(batch, sizeof batch, "batch_size=%lld", (long long)train_count);
   char *run = (char *)p->run;
   int rc;
   if (exists(config_ini)) {
@@ -432,6 +452,10 @@ static int start_training(const demo_options *o, const demo_paths *p) {
       argv[n++] = "--set";
       argv[n++] = steps;
     }
+    if (train_count > 0 && train_count < DEMO_BATCH) {
+      argv[n++] = "--set";
+      argv[n++] = batch;
+    }
     rc = run_sdw(argv);
   }
   if (rc != 0) {
@@ -446,14 +470,13 @@ static int start_training(const demo_options *o, const demo_paths *p) {
 
 /* Samples the demo prompts from the checkpoint at path into a grid PNG at
  * out. seconds receives the time it took. */
-static sdw_status make_grid(const char *checkpoint, int steps, const char *out, int64_t *step,
-                            double *seconds) {
+static sdw_status make_grid(const char *checkpoint, int side, int steps, const char *out,
+                            int64_t *step, double *seconds) {
   const double t0 = now_seconds();
   sdw_demo_model m;
   sdw_status st = sdw_demo_model_open(checkpoint, NULL, -1, false, 0, &m);
   uint8_t *rgb = NULL;
   if (st == SDW_OK) {
-    const int side = 32;
     sdw_txt2img_settings s = sdw_txt2img_settings_default();
     s.width = s.height = side;
     s.steps = steps;
@@ -467,10 +490,12 @@ static sdw_status make_grid(const char *checkpoint, int steps, const char *out, 
     char info[PATH_MAX + 1024];
     snprintf(info, sizeof info,
              "%s | %s | %s | %s | %s\nSteps: %d, Sampler: DDIM, CFG scale: 4, Seed: 42, Size: "
-             "32x32, Model: %s, Step: %lld, EMA: %s, Version: sdw " SDW_VERSION,
+             "%dx%d, Model: %s, Step: %lld, EMA: %s, Version: sdw " SDW_VERSION,
              demo_prompts[0], demo_prompts[1], demo_prompts[2], demo_prompts[3], demo_prompts[4],
-             steps, m.checkpoint, (long long)m.step, m.ema ? "yes" : "no");
-    if (st == SDW_OK) st = sdw_demo_write_grid(out, rgb, DEMO_PROMPTS, side, 4, info);
+             steps, side, side, m.checkpoint, (long long)m.step, m.ema ? "yes" : "no");
+    /* cells of 128 pixels (nearest: the pixels stay visible) */
+    const int scale = side < 128 ? 128 / side : 1;
+    if (st == SDW_OK) st = sdw_demo_write_grid(out, rgb, DEMO_PROMPTS, side, scale, info);
     *step = m.step;
   }
   sdw_demo_model_close(&m);
@@ -501,7 +526,7 @@ static void preview_once(const demo_options *o, const demo_paths *p, preview_sta
   char samples[PATH_MAX + 32];
   snprintf(samples, sizeof samples, "%s/samples", p->run);
   sdw_mkdir_p(samples);
-  if (make_grid(ck, (int)o->preview_steps, tmp, &step, &secs) != SDW_OK) {
+  if (make_grid(ck, p->side, (int)o->preview_steps, tmp, &step, &secs) != SDW_OK) {
     if (print) say("preview failed: %s", sdw_last_error());
     return;
   }
@@ -557,7 +582,7 @@ static int headless(const demo_options *o, const demo_paths *p, long old_pid) {
   }
   int64_t step = 0;
   double secs = 0;
-  if (make_grid(ck, (int)o->preview_steps, p->grid, &step, &secs) != SDW_OK) {
+  if (make_grid(ck, p->side, (int)o->preview_steps, p->grid, &step, &secs) != SDW_OK) {
     sdw_cli_report_error("demo: grid");
     return 1;
   }
@@ -667,6 +692,14 @@ int sdw_cmd_demo(int argc, char **argv) {
   setenv("OMP_WAIT_POLICY", "passive", 0);
   say("directory %s", p.dir);
   if ((rc = run_pipeline(&o, &p)) != 0) return rc;
+  store_info(p.data, "train", &p.side);
+  if (p.side < 8) {
+    fprintf(stderr,
+            "sdw: demo: %s/latents/train/index.json gives no image size; remove %s/latents "
+            "and run sdw demo again to encode the data anew\n",
+            p.data, p.data);
+    return 1;
+  }
   if ((rc = make_text_encoder(&p)) != 0) return rc;
   const job_status before = read_job(p.run);
   const long old_pid = job_alive(&before) ? 0 : before.pid; /* 0: that one goes on */

@@ -24,6 +24,7 @@
 
 #include "core/base/fsutil.h"
 #include "core/base/latent_store.h"
+#include "core/base/log.h"
 #include "core/base/parse.h"
 #include "core/base/rng.h"
 #include "core/cli/cli.h"
@@ -315,11 +316,11 @@ static sdw_status eval_model(const eval_options *o, sdw_demo_model *m, const gal
       if (o->images) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s-%03lld.png", o->images, label, (long long)(b + i));
-        uint8_t pair[2 * 32 * 32 * 3];
-        if (S == 32) {
-          /* the sample and its nearest training image side by side */
+        /* the sample and its nearest training image side by side */
+        uint8_t *pair = malloc(2 * px);
+        if (pair) {
           const uint16_t *lat = sdw_latent_store_latent(g->store, nearest);
-          uint8_t near_rgb[32 * 32 * 3];
+          uint8_t *near_rgb = pair + px;
           for (int c = 0; c < 3; c++)
             for (int p = 0; p < S * S; p++) {
               float v = f16_to_f32(lat[(size_t)c * S * S + p]) / 2 + 0.5f;
@@ -327,8 +328,9 @@ static sdw_status eval_model(const eval_options *o, sdw_demo_model *m, const gal
               near_rgb[p * 3 + c] = (uint8_t)lrintf(v * 255);
             }
           memcpy(pair, im, px);
-          memcpy(pair + px, near_rgb, px);
-          sdw_demo_write_grid(path, pair, 2, S, 4, jobs[i].prompt);
+          if (sdw_demo_write_grid(path, pair, 2, S, S < 64 ? 128 / S : 1, jobs[i].prompt) != SDW_OK)
+            SDW_WARN("eval: cannot write %s: %s", path, sdw_last_error());
+          free(pair);
         }
       }
     }

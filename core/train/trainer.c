@@ -640,6 +640,9 @@ sdw_status sdw_trainer_val_loss(sdw_trainer *t, double *loss) {
   lc.grad_accum = 1;
   sdw_rng rng = sdw_rng_make(t->cfg->val_seed, VAL_SUBSEQUENCE);
   int64_t batches = sdw_latent_store_count(t->val) / t->B;
+  if (batches == 0) /* do_validation skips NOT_FOUND: no loss rather than 0/0 */
+    return sdw_fail(SDW_ERR_NOT_FOUND, "val_data holds fewer samples (%lld) than one batch (%lld)",
+                    (long long)sdw_latent_store_count(t->val), (long long)t->B);
   if (t->cfg->val_batches > 0 && t->cfg->val_batches < batches) batches = t->cfg->val_batches;
   double sum = 0;
   for (int64_t b = 0; b < batches; b++) {

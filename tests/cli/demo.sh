@@ -3,7 +3,7 @@
 # previews, a 4-caption report): the whole chain runs and leaves what the
 # man page promises, checked with other readers than sdw's:
 #  - every pipeline stage's manifest says done; the latent store's index and
-#    chunk (read by the `safetensors` package) hold 3x32x32 pixel-space
+#    chunk (read by the `safetensors` package) hold 3x16x16 pixel-space
 #    images in [-1, 1] with their captions;
 #  - the text encoder folder: config.json a CLIPTextConfig, the weights
 #    under transformers' names with the config's shapes;
@@ -41,10 +41,10 @@ for s in ["emoji", "filter", "download", "preprocess", "build", "encode"]:
     m = json.load(open(os.path.join(data, "manifests", s + ".json")))
     assert m["state"] == "done", (s, m["state"])
 idx = json.load(open(os.path.join(data, "latents", "train", "index.json")))
-assert idx["latent_shape"] == [3, 32, 32] and idx["scaling_factor"] == 1, idx
+assert idx["latent_shape"] == [3, 16, 16] and idx["scaling_factor"] == 1, idx
 t = load_file(os.path.join(data, "latents", "train", idx["chunks"][0]["file"]))
 lat = t["latents"].astype(np.float32)
-assert lat.shape[1:] == (3, 32, 32) and lat.min() >= -1.001 and lat.max() <= 1.001
+assert lat.shape[1:] == (3, 16, 16) and lat.min() >= -1.001 and lat.max() <= 1.001
 assert lat.mean() > 0.3, lat.mean()  # emoji on white: mostly bright
 caps = t["captions.bytes"].tobytes().decode()
 assert "face" in caps, caps[:200]

@@ -11,7 +11,8 @@
 #    pixels inside must agree within 2 levels (Pillow and img2dataset's
 #    matting round alpha blending differently by at most 1 level; 2 leaves
 #    margin, while a wrong glyph, strike or ligature differs by 100s);
-#  - metadata: read by pyarrow; URLs point at the PNGs written.
+#  - metadata: read by pyarrow; URLs point at the PNGs written;
+#  - --captions names: TEXT is the name column.
 # Then errors: a corrupt font, a missing file (exit 1), usage (exit 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -89,6 +90,18 @@ for i, (row, (cps, name, grp, sub)) in enumerate(zip(t, want)):
 assert compared >= 50, compared
 print("emoji: 400 rows match emoji-test.txt and CLDR; %d images match Pillow's rendering" % compared)
 EOF
+
+# --captions names: the TEXT column is the name column, nothing else
+"$SDW" pipeline emoji --data "$tmp/n" --limit 30 --captions names >/dev/null
+"$PY" - "$tmp/n/emoji/metadata.parquet" <<'EOF'
+import sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1]).to_pylist()
+assert len(t) == 30 and all(r["TEXT"] == r["name"] for r in t), t[:3]
+print("emoji: --captions names gives the names")
+EOF
+rc=0
+"$SDW" pipeline emoji --data "$tmp/n" --captions short 2>/dev/null || rc=$?
+[ "$rc" = 2 ] || { echo "bad --captions: exit $rc"; exit 1; }
 
 # a corrupt font: one clear line, exit 1, no metadata
 head -c 5000 "$FONT" >"$tmp/bad.ttf"

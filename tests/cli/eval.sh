@@ -3,8 +3,8 @@
 # A tiny demo run (40 emoji, 2 optimizer steps: the model barely differs
 # from noise, which is fine: the test is about the measuring, not the
 # model) gives MODEL and DATA; eval --images writes each sample next to its
-# nearest training image. Python then reads the samples back (the x4
-# nearest-neighbour upscale undone exactly), the training images from the
+# nearest training image. Python then reads the samples back (the
+# nearest-neighbour upscale to 128 pixels undone exactly), the training images from the
 # latent store's chunks with the `safetensors` package (F16 latents in
 # [-1, 1]), pools both to 16x16 in float64, ranks by L2 and recomputes top-1
 # and top-k per caption: every query's rank (training images closer than its
@@ -49,7 +49,9 @@ n = lat.shape[0]
 assert r["format"] == "sdw-eval/1" and r["gallery"] == n == index["count"], (r, n)
 assert r["k"] == 3 and r["count"] == 6 and r["steps"] == 2
 assert abs(r["chance"]["topk"] - 3 / n) < 1e-12 and abs(r["chance"]["top1"] - 1 / n) < 1e-12
-pool = lambda x: x.reshape(x.shape[0], 3, 16, 2, 16, 2).mean(axis=(3, 5)).reshape(x.shape[0], -1)
+S = index["latent_shape"][2]  # the demo's images: 16x16 (32x32 before)
+f = S // 16
+pool = lambda x: x.reshape(x.shape[0], 3, 16, f, 16, f).mean(axis=(3, 5)).reshape(x.shape[0], -1)
 gal = pool(lat)
 files = sorted(glob.glob(os.path.join(img_dir, "trained-*.png")))
 assert len(files) == 6, files
@@ -57,7 +59,8 @@ top1 = topk = 0
 for q, f in enumerate(files):
     im = Image.open(f)
     prompt = im.text["parameters"]
-    a = np.asarray(im.convert("RGB")).astype(np.float64)[:, :128][::4, ::4]  # the sample, 32x32
+    up = 128 // S  # each cell is the image scaled up x(128 / S), nearest
+    a = np.asarray(im.convert("RGB")).astype(np.float64)[:, :128][::up, ::up]  # the sample
     x = (a / 127.5 - 1.0).transpose(2, 0, 1)[None]
     d = ((gal - pool(x)) ** 2).sum(axis=1)
     own = min(d[i] for i in range(n) if caps[i] == prompt)

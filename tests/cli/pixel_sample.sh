@@ -3,13 +3,13 @@
 # random CLIP come from `sdw demo --headless --limit 40 --steps 1` (its own
 # run is not used); the UNet is assets/demo/unet.json (3 channels in and out).
 #  - train with vae = pixels, val_prompts = a|b|c, val_every = 1: each epoch's
-#    samples/val-step-*.png is one row of 3 images of 32x32 with 2-pixel
-#    padding (PNG header read by Python: 3*32 + 4*2 = 104 wide, 32 + 2*2 = 36
+#    samples/val-step-*.png is one row of 3 images of 16x16 with 2-pixel
+#    padding (PNG header read by Python: 3*16 + 4*2 = 56 wide, 16 + 2*2 = 20
 #    high), the cells are not blank and the infotext names prompt "a";
 #  - a detached pixel run, paused: `sdw ctl RUN sample x --seed 7 --steps 5
-#    --wait` writes a 32x32 PNG; after a checkpoint at that same step, `sdw
+#    --wait` writes a 16x16 PNG; after a checkpoint at that same step, `sdw
 #    sample --model RUN --prompt x --seed 7 --steps 5` (no -W/-H: the store's
-#    32x32) writes a 32x32 PNG with the same pixels. The cross-check is the
+#    16x16) writes a 16x16 PNG with the same pixels. The cross-check is the
 #    trainer's in-process sampler (sdw_trainer_sample: the optimizer's EMA
 #    buffer, the CLIP and tokenizer the trainer opened) against sdw sample's
 #    path (demo_model.c: everything read back from the checkpoint file). Both
@@ -42,6 +42,7 @@ fail() {
 store=$tmp/demo/data/latents/train
 common=(--config assets/demo/train.ini --set "model=$PWD/assets/demo/unet.json"
   --set "train_data=$store" --set "text_encoder=$tmp/demo/text_encoder" --set threads=1
+  --set batch_size=32
   --set arena_gb=1)
 
 # validation grids: 36 images, batch 32: one step per epoch, a grid per epoch
@@ -56,14 +57,14 @@ for step in (1, 2):
     head = open(path, "rb").read(24)
     assert head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR", head
     w, h = struct.unpack(">II", head[16:24])
-    assert (w, h) == (3 * 32 + 4 * 2, 32 + 2 * 2), (w, h)
+    assert (w, h) == (3 * 16 + 4 * 2, 16 + 2 * 2), (w, h)
     im = Image.open(path)
     assert im.text["parameters"].startswith("a\nSteps: 2,"), im.text
     a = np.asarray(im.convert("RGB")).astype(int)
     for i in range(3):  # each cell holds an image, not the black padding
-        cell = a[2:34, 2 + 34 * i:34 + 34 * i]
+        cell = a[2:18, 2 + 18 * i:18 + 18 * i]
         assert cell.std() > 1, (path, i, cell.std())
-print("pixel_sample: val grids of 3 images, 104x36")
+print("pixel_sample: val grids of 3 images, 56x20")
 EOF
 
 # control-socket samples on a paused, detached pixel run
@@ -92,7 +93,7 @@ for _ in $(seq 300); do
 done
 grep -E '"state": *"stopped"' "$R/job.json" >/dev/null || fail "the job did not stop"
 
-# sdw sample from the run: no VAE, 32x32 by default, the trainer's pixels
+# sdw sample from the run: no VAE, 16x16 (the training size) by default, the trainer's pixels
 "$SDW" sample --model "$R" --prompt x --seed 7 --steps 5 --threads 1 --out "$tmp/cli.png" \
   >/dev/null 2>"$tmp/sample.err" || { cat "$tmp/sample.err"; fail "sdw sample"; }
 grep "pixel space" "$tmp/sample.err" >/dev/null || fail "sample did not say pixel space"
@@ -106,13 +107,13 @@ import numpy as np
 assert (np.asarray(Image.open(sys.argv[1])) != np.asarray(Image.open(sys.argv[3]))).any()
 for p in sys.argv[1:3]:
     w, h = struct.unpack(">II", open(p, "rb").read(24)[16:24])
-    assert (w, h) == (32, 32), (p, w, h)
+    assert (w, h) == (16, 16), (p, w, h)
 a, b = (np.asarray(Image.open(p).convert("RGB")) for p in sys.argv[1:3])
 assert a.std() > 1, "blank sample"
 assert (a == b).all(), ("the trainer and sdw sample differ", int(np.abs(a.astype(int) - b).max()))
 info = Image.open(sys.argv[2]).text["parameters"]
-assert info.startswith("x\nSteps: 5,") and "Seed: 7" in info and "Size: 32x32" in info, info
-print("pixel_sample: ctl sample == sdw sample (32x32, exact)")
+assert info.startswith("x\nSteps: 5,") and "Seed: 7" in info and "Size: 16x16" in info, info
+print("pixel_sample: ctl sample == sdw sample (16x16, exact)")
 EOF
 
 # bad cases
