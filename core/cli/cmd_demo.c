@@ -422,13 +422,15 @@ static int start_training(const demo_options *o, const demo_paths *p) {
   snprintf(model, sizeof model, "model=%s/unet.json", p->assets);
   snprintf(train, sizeof train, "train_data=%s/latents/train", p->data);
   snprintf(val, sizeof val, "val_data=%s/latents/val", p->data);
-  /* the validation loss needs a full batch (the trainer skips it with fewer) */
-  const bool use_val = store_info(p->data, "val", NULL) > 0;
+  /* the validation loss needs a full batch (sdw train refuses a smaller
+   * val_data): a small (--limit) set has none */
+  const int64_t train_count = store_info(p->data, "train", NULL);
+  const int64_t batch_size = train_count > 0 && train_count < DEMO_BATCH ? train_count : DEMO_BATCH;
+  const bool use_val = store_info(p->data, "val", NULL) >= batch_size;
   snprintf(te, sizeof te, "text_encoder=%s", p->te);
   snprintf(steps, sizeof steps, "max_steps=%lld", (long long)o->steps);
   /* a small (--limit) set: one batch of all of it instead of train.ini's */
-  const int64_t train_count = store_info(p->data, "train", NULL);
-  snprintf(batch, sizeof batch, "batch_size=%lld", (long long)train_count);
+  snprintf(batch, sizeof batch, "batch_size=%lld", (long long)batch_size);
   char *run = (char *)p->run;
   int rc;
   if (exists(config_ini)) {
@@ -452,7 +454,7 @@ static int start_training(const demo_options *o, const demo_paths *p) {
       argv[n++] = "--set";
       argv[n++] = steps;
     }
-    if (train_count > 0 && train_count < DEMO_BATCH) {
+    if (batch_size != DEMO_BATCH) {
       argv[n++] = "--set";
       argv[n++] = batch;
     }

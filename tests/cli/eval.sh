@@ -50,8 +50,8 @@ assert r["format"] == "sdw-eval/1" and r["gallery"] == n == index["count"], (r, 
 assert r["k"] == 3 and r["count"] == 6 and r["steps"] == 2
 assert abs(r["chance"]["topk"] - 3 / n) < 1e-12 and abs(r["chance"]["top1"] - 1 / n) < 1e-12
 S = index["latent_shape"][2]  # the demo's images: 16x16 (32x32 before)
-f = S // 16
-pool = lambda x: x.reshape(x.shape[0], 3, 16, f, 16, f).mean(axis=(3, 5)).reshape(x.shape[0], -1)
+fac = S // 16
+pool = lambda x: x.reshape(x.shape[0], 3, 16, fac, 16, fac).mean(axis=(3, 5)).reshape(x.shape[0], -1)
 gal = pool(lat)
 files = sorted(glob.glob(os.path.join(img_dir, "trained-*.png")))
 assert len(files) == 6, files
