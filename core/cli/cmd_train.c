@@ -160,6 +160,19 @@ static int do_export(const char *src, const char *out, bool ema) {
   fprintf(stderr, "sdw: train: %s weights of %s (step %s) -> %s\n", ema ? "EMA" : "raw", path,
           sdw_safetensors_metadata_get(ck, "step"), out);
   rc = 0;
+  /* the UNet folder carries no scheduler: say when the run's objective is
+   * not the epsilon every reader of a bare UNet assumes */
+  const char *run_cfg = sdw_safetensors_metadata_get(ck, "config");
+  const char *pt = run_cfg ? strstr(run_cfg, "prediction_type = ") : NULL;
+  if (pt && strncmp(pt + 18, "epsilon", 7) != 0) {
+    char kind[32];
+    snprintf(kind, sizeof kind, "%.*s", (int)strcspn(pt + 18, "\r\n"), pt + 18);
+    fprintf(stderr,
+            "sdw: train: warning: the run was trained with prediction_type = %s; %s holds no "
+            "scheduler, so sample from the run or the checkpoint (sdw sample --model %s), which "
+            "knows it\n",
+            kind, out, src);
+  }
   goto done;
 fail:
   sdw_cli_report_error("train: export");
