@@ -30,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/base/fsutil.h"
 #include "core/base/parse.h"
@@ -48,9 +49,10 @@ enum { MAX_CPS = 16 };
 
 typedef struct emoji_options {
   const char *data, *output, *font, *test, *cldr, *url_base;
-  bool single;     /* single code point emoji only (plus U+FE0F) */
-  bool names_only; /* --captions names: the caption is the name alone */
-  int64_t limit;   /* at most this many (0: all) */
+  bool single;      /* single code point emoji only (plus U+FE0F) */
+  bool names_only;  /* --captions names: the caption is the name alone */
+  const char *only; /* --only: comma list of groups / subgroups to keep (NULL: all) */
+  int64_t limit;    /* at most this many (0: all) */
 } emoji_options;
 
 static void usage(FILE *f) {
@@ -73,6 +75,8 @@ static void usage(FILE *f) {
              "  --limit N           at most N emoji, in emoji-test.txt order (default: all)\n"
              "  --captions full|names  the caption: name, keywords and group (default), or\n"
              "                      the name alone (\"red apple\": what a prompt says)\n"
+             "  --only LIST         only emoji whose group or subgroup is in the comma list\n"
+             "                      (case-insensitive, e.g. \"Food & Drink,transport-air\")\n"
              "  --help              this text\n");
 }
 
@@ -108,6 +112,8 @@ static int parse_options(int argc, char **argv, emoji_options *o) {
       o->url_base = v;
     else if (strcmp(a, "--limit") == 0)
       ok = sdw_parse_i64(v, 0, INT64_MAX, &o->limit);
+    else if (strcmp(a, "--only") == 0)
+      o->only = v;
     else if (strcmp(a, "--captions") == 0) {
       ok = strcmp(v, "full") == 0 || strcmp(v, "names") == 0;
       o->names_only = strcmp(v, "names") == 0;
@@ -422,6 +428,24 @@ static sdw_status one_emoji(emoji_run *r, const uint32_t *cps, int n, const char
   return st;
 }
 
+/* Whether name is one of the comma-separated entries of list (spaces around
+ * entries ignored, ASCII case folded). */
+static bool in_list(const char *list, const char *name) {
+  const size_t nl = strlen(name);
+  for (const char *p = list; *p;) {
+    while (*p == ' ' || *p == ',')
+      p++;
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    while (len && p[len - 1] == ' ')
+      len--;
+    if (len && len == nl && strncasecmp(p, name, len) == 0) return true;
+    if (!end) break;
+    p = end + 1;
+  }
+  return false;
+}
+
 /* emoji-test.txt: "# group: X", "# subgroup: Y", then lines
  * "1F34E ; fully-qualified # 🍎 E0.6 red apple". */
 static sdw_status walk_test_file(emoji_run *r) {
@@ -466,6 +490,7 @@ static sdw_status walk_test_file(emoji_run *r) {
     }
     if (!ok || n == 0) continue;
     if (r->o->single && real != 1) continue;
+    if (r->o->only && !in_list(r->o->only, group) && !in_list(r->o->only, subgroup)) continue;
     /* the name follows the emoji and its version "E0.6 " */
     const char *name = strstr(hash, " E");
     if (!name) continue;

@@ -12,7 +12,8 @@
 #    matting round alpha blending differently by at most 1 level; 2 leaves
 #    margin, while a wrong glyph, strike or ligature differs by 100s);
 #  - metadata: read by pyarrow; URLs point at the PNGs written;
-#  - --captions names: TEXT is the name column.
+#  - --captions names: TEXT is the name column; --only: the emoji of the
+#    named group / subgroup (counted from emoji-test.txt in Python).
 # Then errors: a corrupt font, a missing file (exit 1), usage (exit 2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -98,6 +99,24 @@ import sys, pyarrow.parquet as pq
 t = pq.read_table(sys.argv[1]).to_pylist()
 assert len(t) == 30 and all(r["TEXT"] == r["name"] for r in t), t[:3]
 print("emoji: --captions names gives the names")
+EOF
+# --only: the groups and subgroups named, as emoji-test.txt assigns them
+"$SDW" pipeline emoji --data "$tmp/o" --single --only "food & drink, transport-air" >/dev/null
+"$PY" - "$tmp/o/emoji/metadata.parquet" "$TEST" <<'EOF'
+import sys, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1]).to_pylist()
+want, grp, sub = 0, None, None
+for line in open(sys.argv[2], encoding="utf-8"):
+    if line.startswith("# group: "):
+        grp = line[9:].strip()
+    elif line.startswith("# subgroup: "):
+        sub = line[12:].strip()
+    elif "; fully-qualified" in line:
+        cps = [c for c in line.split(";")[0].split() if c != "FE0F"]
+        want += len(cps) == 1 and (grp == "Food & Drink" or sub == "transport-air")
+assert len(t) == want and want > 100, (len(t), want)
+assert all(r["group"] == "Food & Drink" or r["subgroup"] == "transport-air" for r in t)
+print("emoji: --only keeps the %d emoji of those groups" % want)
 EOF
 rc=0
 "$SDW" pipeline emoji --data "$tmp/n" --captions short 2>/dev/null || rc=$?
