@@ -209,8 +209,8 @@ static sdw_status find_assets(char *buf, size_t size) {
 }
 
 /* The side of the demo's images: 16x16 pixel space (README "The demo":
- * at 16x16 two cores see each emoji about 90 times in 10 minutes, at 32x32
- * about 20 times, too few for the prompts to take hold). */
+ * at 16x16 two cores see each emoji about 50 times in 10 minutes, at 32x32
+ * about 25 times, too few for the prompts to take hold). */
 #define DEMO_SIDE "16"
 /* assets/demo/train.ini's batch_size */
 #define DEMO_BATCH 32
