@@ -29,6 +29,7 @@
 #include "core/base/fsutil.h"
 #include "core/base/safetensors.h"
 #include "core/cli/cli.h"
+#include "core/cli/demo_model.h"
 #include "core/model/unet.h"
 #include "core/train/checkpoint.h"
 #include "core/train/control.h"
@@ -163,16 +164,14 @@ static int do_export(const char *src, const char *out, bool ema) {
   /* the UNet folder carries no scheduler: say when the run's objective is
    * not the epsilon every reader of a bare UNet assumes */
   const char *run_cfg = sdw_safetensors_metadata_get(ck, "config");
-  const char *pt = run_cfg ? strstr(run_cfg, "prediction_type = ") : NULL;
-  if (pt && strncmp(pt + 18, "epsilon", 7) != 0) {
-    char kind[32];
-    snprintf(kind, sizeof kind, "%.*s", (int)strcspn(pt + 18, "\r\n"), pt + 18);
+  char kind[32] = "";
+  if (run_cfg) sdw_run_config_value(run_cfg, "prediction_type", kind, sizeof kind);
+  if (kind[0] && strcmp(kind, "epsilon") != 0)
     fprintf(stderr,
             "sdw: train: warning: the run was trained with prediction_type = %s; %s holds no "
             "scheduler, so sample from the run or the checkpoint (sdw sample --model %s), which "
             "knows it\n",
             kind, out, src);
-  }
   goto done;
 fail:
   sdw_cli_report_error("train: export");

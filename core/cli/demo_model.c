@@ -32,8 +32,7 @@ sdw_status sdw_demo_latest_checkpoint(const char *run, char *buf, size_t size) {
   return SDW_OK;
 }
 
-/* The value of "key = value" in INI text, into out ("" when absent). */
-static void ini_value(const char *text, const char *key, char *out, size_t size) {
+void sdw_run_config_value(const char *text, const char *key, char *out, size_t size) {
   out[0] = '\0';
   const size_t kl = strlen(key);
   for (const char *line = text; line && *line;) {
@@ -114,8 +113,8 @@ sdw_status sdw_demo_model_probe(const char *path, sdw_demo_model_info *out) {
   } else {
     return sdw_fail(SDW_ERR_NOT_FOUND, "%s is not an sdw run or training checkpoint", path);
   }
-  ini_value(config, "vae", vae, sizeof vae);
-  ini_value(config, "train_data", out->train_data, sizeof out->train_data);
+  sdw_run_config_value(config, "vae", vae, sizeof vae);
+  sdw_run_config_value(config, "train_data", out->train_data, sizeof out->train_data);
   free(config);
   out->pixels = strcmp(vae, "pixels") == 0;
   char origin[4096];
@@ -160,10 +159,10 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
   if (o->vocab)
     snprintf(vocab, sizeof vocab, "%s", o->vocab);
   else if (config)
-    ini_value(config, "vocab", vocab, sizeof vocab); /* what the trainer samples with */
+    sdw_run_config_value(config, "vocab", vocab, sizeof vocab); /* what the trainer samples with */
   char te_path[4096] = "", prediction[32] = "";
   sdw_prediction_type pt = SDW_PREDICT_EPSILON;
-  if (config) ini_value(config, "prediction_type", prediction, sizeof prediction);
+  if (config) sdw_run_config_value(config, "prediction_type", prediction, sizeof prediction);
   if (st == SDW_OK && prediction[0] && !sdw_prediction_type_from_name(prediction, &pt))
     st = sdw_fail(SDW_ERR_FORMAT, "%s: unknown prediction_type '%s' in its config", m->checkpoint,
                   prediction);
@@ -171,7 +170,7 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
     if (text_encoder)
       snprintf(te_path, sizeof te_path, "%s", text_encoder);
     else if (config)
-      ini_value(config, "text_encoder", te_path, sizeof te_path);
+      sdw_run_config_value(config, "text_encoder", te_path, sizeof te_path);
     if (!te_path[0] || strcmp(te_path, "none") == 0)
       st = sdw_fail(SDW_ERR_NOT_FOUND, "%s names no text encoder folder — give --text-encoder DIR",
                     m->checkpoint);
@@ -185,7 +184,7 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
     /* the run's own init: the same zero-initialised modules */
     char zero_name[16] = "";
     sdw_zero_init zi = SDW_ZERO_INIT_SEED;
-    if (config) ini_value(config, "unet_zero_init", zero_name, sizeof zero_name);
+    if (config) sdw_run_config_value(config, "unet_zero_init", zero_name, sizeof zero_name);
     if (zero_name[0] && !sdw_zero_init_from_name(zero_name, &zi))
       st = sdw_fail(SDW_ERR_FORMAT, "%s: unknown unet_zero_init '%s' in its config", m->checkpoint,
                     zero_name);

@@ -60,6 +60,10 @@ typedef struct sdw_demo_model_info {
  * training checkpoint. */
 sdw_status sdw_demo_model_probe(const char *path, sdw_demo_model_info *out);
 
+/* The value of "key = value" in a run's config text (RUN/config.ini, or a
+ * checkpoint's "config" metadata) into out; "" when the key is absent. */
+void sdw_run_config_value(const char *text, const char *key, char *out, size_t size);
+
 /* The checkpoint a run directory's checkpoints/latest names, into buf;
  * SDW_ERR_NOT_FOUND when there is none yet. */
 sdw_status sdw_demo_latest_checkpoint(const char *run, char *buf, size_t size);

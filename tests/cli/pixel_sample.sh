@@ -116,6 +116,12 @@ assert info.startswith("x\nSteps: 5,") and "Seed: 7" in info and "Size: 16x16" i
 print("pixel_sample: ctl sample == sdw sample (16x16, exact)")
 EOF
 
+# the demo trains v-prediction: exporting its weights says so (a UNet folder
+# holds no scheduler)
+"$SDW" train --export-ema "$R" "$tmp/exported" 2>"$tmp/export.err" || fail "export"
+grep "prediction_type = v_prediction" "$tmp/export.err" >/dev/null || fail "no export warning"
+[ -f "$tmp/exported/weights.safetensors" ] || fail "export wrote no weights"
+
 # bad cases
 rc=0
 "$SDW" sample --model "$R" --prompt x --vae tests/data/goldens/vae-tiny --out "$tmp/no.png" \
