@@ -30,6 +30,7 @@
 #include "core/base/safetensors.h"
 #include "core/cli/cli.h"
 #include "core/cli/demo_model.h"
+#include "core/cli/local_ranks.h"
 #include "core/model/unet.h"
 #include "core/train/checkpoint.h"
 #include "core/train/control.h"
@@ -362,10 +363,11 @@ int sdw_cmd_train(int argc, char **argv) {
     sdw_cli_report_error("train");
     return EXIT_USAGE;
   }
-  /* a live job in RUN: refuse before touching anything */
+  /* a live job in RUN: refuse before touching anything (a rank that
+   * local_ranks started belongs to that job) */
   char sock[4300];
   sdw_control_client *cl = NULL;
-  if (sdw_control_socket_path(run, sock, sizeof sock) == SDW_OK &&
+  if (!sdw_local_ranks_is_child() && sdw_control_socket_path(run, sock, sizeof sock) == SDW_OK &&
       sdw_control_connect(sock, &cl) == SDW_OK) {
     sdw_control_client_close(cl);
     free(text);
@@ -390,12 +392,47 @@ int sdw_cmd_train(int argc, char **argv) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   if (detach_flag) signal(SIGHUP, SIG_IGN);
+  /* local_ranks > 1: this process becomes rank 0 and starts the other
+   * ranks with the same options, in the foreground and quiet */
+  sdw_local_ranks ranks;
+  {
+    char **child = calloc((size_t)nsets * 2 + 10, sizeof *child);
+    sdw_status ls = child ? SDW_OK : sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
+    if (child) {
+      int n = 0;
+      child[n++] = "sdw";
+      child[n++] = "train";
+      child[n++] = "--config";
+      child[n++] = (char *)config;
+      child[n++] = "--run";
+      child[n++] = (char *)run;
+      for (int i = 0; i < nsets; i++) {
+        child[n++] = "--set";
+        child[n++] = (char *)sets[i];
+      }
+      child[n++] = "--no-tui";
+      child[n++] = "--quiet";
+      ls = sdw_local_ranks_start(cfg.local_ranks, cfg.threads, child, &ranks);
+      free(child);
+    }
+    if (ls != SDW_OK) {
+      free(text);
+      sdw_cli_report_error("train");
+      return EXIT_FAILED;
+    }
+    if (ranks.count > 1) cfg.threads = ranks.threads;
+  }
   sdw_trainer_run_options opt = {.config_text = text, .quiet = quiet, .interrupt = &g_interrupt};
   sdw_status st = sdw_trainer_run(&cfg, run, &opt);
   free(text);
+  /* the other ranks end with rank 0's last step (or its stop); after a
+   * failure they may wait on a collective that never comes */
+  sdw_local_ranks_finish(&ranks, st == SDW_OK || st == SDW_ERR_INTERRUPTED ? 60 : 0);
   if (st == SDW_OK) return 0;
   if (st == SDW_ERR_INTERRUPTED) {
-    fprintf(stderr, "sdw: train: %s\n", sdw_last_error());
+    /* rank 0 says where it stopped; another rank's last checkpoint is not
+     * the run's (rank 0 alone writes them) */
+    if (!sdw_local_ranks_is_child()) fprintf(stderr, "sdw: train: %s\n", sdw_last_error());
     if (g_signal == SIGINT) return 130;
     if (g_signal == SIGTERM) return 143;
     return 0; /* stopped through the control socket */

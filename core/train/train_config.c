@@ -95,6 +95,8 @@ static const key_def keys[] = {
     D(sample_cfg, 0, 1000, "7.5", "default CFG scale of requested samples"),
     I(threads, 0, 4096, "0", "CPU threads (0: OMP_NUM_THREADS or all cores)"),
     S(allreduce, "auto", "data-parallel engine: auto, single, mpi or tcp"),
+    I(local_ranks, 1, 1024, "1",
+      "processes on this machine training data-parallel over TCP on loopback"),
     I(arena_gb, 1, 1 << 20, "64", "activation arena reservation in GiB (address space)"),
     L(val_batches, 0, 1e15, "0", "micro-batches of the validation loss (0: all)"),
 };
@@ -312,6 +314,11 @@ sdw_status sdw_train_config_validate(const sdw_train_config *c) {
       strcmp(c->allreduce, "mpi") && strcmp(c->allreduce, "tcp"))
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
                     "allreduce must be auto, single, mpi or tcp, not '%s'", c->allreduce);
+  if (c->local_ranks > 1 && strcmp(c->allreduce, "auto") && strcmp(c->allreduce, "tcp"))
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                    "local_ranks = %d trains over the TCP engine: allreduce must be auto or tcp, "
+                    "not '%s'",
+                    c->local_ranks, c->allreduce);
   if (!(c->lr > 0)) return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "lr must be positive");
   if (!c->text_encoder[0])
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT,

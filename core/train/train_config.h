@@ -75,6 +75,7 @@ typedef struct sdw_train_config {
   double sample_cfg;
   int threads;         /* 0: OMP_NUM_THREADS or all cores */
   char allreduce[16];  /* auto | single | mpi | tcp */
+  int local_ranks;     /* > 1: sdw train starts this many ranks here (core/cli/local_ranks.h) */
   int arena_gb;        /* activation arena reservation */
   int64_t val_batches; /* micro-batches of the validation loss (0: the whole store) */
 } sdw_train_config;
