@@ -56,7 +56,8 @@ static void usage(FILE *f) {
              "  --count N           captions to test (default 50)\n"
              "  --k K               the top-k of the report (default 5)\n"
              "  --steps S           DDIM steps per image (default 25)\n"
-             "  --cfg X             classifier-free guidance scale (default 4)\n"
+             "  --cfg X             classifier-free guidance scale (default: the run's\n"
+             "                      sample_cfg)\n"
              "  --seed S            caption shuffle and sampling seed (default 42)\n"
              "  --batch B           images per sampling call (default 16)\n"
              "  --text-encoder DIR  the frozen text encoder (default: the run's)\n"
@@ -72,7 +73,7 @@ static int parse_options(int argc, char **argv, eval_options *o) {
   o->count = 50;
   o->k = 5;
   o->steps = 25;
-  o->cfg = 4.0;
+  o->cfg = -1; /* the run's sample_cfg */
   o->seed = 42;
   o->batch = 16;
   o->ema = -1;
@@ -390,6 +391,9 @@ static int run_eval(const eval_options *o) {
   eval_result trained = {0}, untrained = {0};
   sdw_demo_model m;
   st = sdw_demo_model_open(o->model, o->text_encoder, o->ema, false, 0, &m);
+  eval_options resolved = *o; /* --cfg's default: the run's sample_cfg */
+  if (st == SDW_OK && o->cfg < 0) resolved.cfg = m.sample_cfg;
+  o = &resolved;
   if (st == SDW_OK) st = eval_model(o, &m, &g, order, nq, "trained", &trained);
   sdw_demo_model_close(&m);
   if (st == SDW_OK && o->baseline) {

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "core/base/fsutil.h"
+#include "core/base/parse.h"
 #include "core/base/png_image.h"
 #include "core/base/safetensors.h"
 #include "core/train/checkpoint.h"
@@ -160,6 +161,12 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
     snprintf(vocab, sizeof vocab, "%s", o->vocab);
   else if (config)
     sdw_run_config_value(config, "vocab", vocab, sizeof vocab); /* what the trainer samples with */
+  /* the CFG scale the run samples with (sdw eval and sdw demo use it) */
+  char cfg_text[32] = "";
+  m->sample_cfg = 7.5;
+  if (config) sdw_run_config_value(config, "sample_cfg", cfg_text, sizeof cfg_text);
+  if (st == SDW_OK && cfg_text[0] && !sdw_parse_double(cfg_text, 0, 1000, &m->sample_cfg))
+    st = sdw_fail(SDW_ERR_FORMAT, "%s: bad sample_cfg '%s' in its config", m->checkpoint, cfg_text);
   char te_path[4096] = "", prediction[32] = "";
   sdw_prediction_type pt = SDW_PREDICT_EPSILON;
   if (config) sdw_run_config_value(config, "prediction_type", prediction, sizeof prediction);

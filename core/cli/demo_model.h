@@ -21,6 +21,7 @@ typedef struct sdw_demo_model {
   sdw_txt2img *pipe;
   int64_t step;          /* the checkpoint's optimizer steps (0 untrained) */
   bool ema;              /* the EMA weights were loaded */
+  double sample_cfg;     /* the run's sample_cfg (7.5, its default, when absent) */
   char checkpoint[4096]; /* the file read */
 } sdw_demo_model;
 

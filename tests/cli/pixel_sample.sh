@@ -42,7 +42,7 @@ fail() {
 store=$tmp/demo/data/latents/train
 common=(--config assets/demo/train.ini --set "model=$PWD/assets/demo/unet.json"
   --set "train_data=$store" --set "text_encoder=$tmp/demo/text_encoder" --set threads=1
-  --set batch_size=32
+  --set batch_size=32 --set local_ranks=1
   --set arena_gb=1)
 
 # validation grids: 36 images, batch 32: one step per epoch, a grid per epoch
