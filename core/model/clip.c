@@ -274,11 +274,9 @@ static bool integer_dtype(sdw_dtype d) {
          d == SDW_U16 || d == SDW_U32 || d == SDW_U64 || d == SDW_BOOL;
 }
 
-/* Checks the host inputs; fills the host staging arrays ids64[B*T] and
- * mask8[B*T] (mask8 may be NULL) and pool[B] (the pooled position). */
-static sdw_status check_inputs(const sdw_clip_text *m, const sdw_tensor *ids,
-                               const sdw_tensor *mask, int64_t *ids64, unsigned char *mask8,
-                               int64_t *pool) {
+sdw_status sdw_clip_text_check_inputs(const sdw_clip_text *m, const sdw_tensor *ids,
+                                      const sdw_tensor *mask, int64_t *ids64, unsigned char *mask8,
+                                      int64_t *pool) {
   const sdw_clip_text_config *c = &m->config;
   int64_t B = ids->shape[0], T = ids->shape[1];
   for (int64_t i = 0; i < B * T; i++) {
@@ -388,7 +386,7 @@ sdw_status sdw_clip_text_forward(sdw_clip_text *m, const sdw_tensor *input_ids,
   if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for CLIP inputs");
   int64_t *ids64 = host, *pos64 = host + n, *pool = host + 2 * n;
   unsigned char *mask8 = attention_mask ? (unsigned char *)(pool + B) : NULL;
-  sdw_status st = check_inputs(m, input_ids, attention_mask, ids64, mask8, pool);
+  sdw_status st = sdw_clip_text_check_inputs(m, input_ids, attention_mask, ids64, mask8, pool);
   for (size_t i = 0; i < n; i++)
     pos64[i] = (int64_t)(i % (size_t)T);
 

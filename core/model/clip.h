@@ -137,6 +137,15 @@ sdw_status sdw_clip_text_forward(sdw_clip_text *m, const sdw_tensor *input_ids,
                                  const sdw_tensor *attention_mask,
                                  const sdw_clip_text_outputs *out);
 
+/* Checks the inputs of a forward (input_ids host [B,T] of ids in the
+ * vocabulary, attention_mask NULL or a host integer tensor of its shape) and
+ * fills the host staging arrays ids64[B*T], mask8[B*T] (NULL when there is
+ * no mask: 1 keeps the key) and pool[B] (the pooled position of each row).
+ * SDW_ERR_INVALID_ARGUMENT names the bad id or mask. */
+sdw_status sdw_clip_text_check_inputs(const sdw_clip_text *m, const sdw_tensor *input_ids,
+                                      const sdw_tensor *attention_mask, int64_t *ids64,
+                                      unsigned char *mask8, int64_t *pool);
+
 /* The hidden-state index of A1111's "CLIP skip" n (1 = the last layer):
  * L + 1 - n; -1 when n is outside 1..L. */
 int sdw_clip_text_skip_layer(const sdw_clip_text_config *cfg, int clip_skip);
