@@ -5,9 +5,10 @@
  * (core/train/allreduce_tcp.c) on a free loopback port.
  *
  * Why: on a small CPU model the per-operation threading of one process costs
- * more than it gains (the demo's 16x16 step: 2 threads 0.26 s, 1 thread
- * 0.22 s), while two single-threaded ranks of half the batch each take
- * 0.12 s for the same global batch and the same loss (README "The demo").
+ * more than it gains (the demo's 16x16 step of 32 images on two cores:
+ * 2 threads 0.27 s, 1 thread 0.23 s), while two single-threaded ranks of 16
+ * each take 0.13 s for the same global batch and the same loss
+ * (bench/bench_local_ranks.sh).
  *
  * Each rank gets threads (the config key) or, when that is 0, the
  * OpenMP thread count divided by N (at least 1). The children die with
