@@ -435,6 +435,17 @@ static int64_t store_info(const char *data, const char *split, int *side) {
   return n;
 }
 
+/* p->side from the training store; 1 (after saying so) when it has none. */
+static int read_side(demo_paths *p) {
+  store_info(p->data, "train", &p->side);
+  if (p->side >= 8) return 0;
+  fprintf(stderr,
+          "sdw: demo: %s/latents/train/index.json gives no image size; remove %s/latents "
+          "and run sdw demo again to encode the data anew\n",
+          p->data, p->data);
+  return 1;
+}
+
 static int start_training(const demo_options *o, const demo_paths *p) {
   job_status j = read_job(p->run);
   if (job_alive(&j)) {
@@ -720,15 +731,8 @@ int sdw_cmd_demo(int argc, char **argv) {
     sdw_cli_report_error("demo");
     return 1;
   }
-  if (o.previewer) {
-    store_info(p.data, "train", &p.side); /* the pipeline ran before it started */
-    if (p.side < 8) {
-      fprintf(stderr, "sdw: demo: previewer: %s/latents/train/index.json gives no image size\n",
-              p.data);
-      return 1;
-    }
-    return previewer(&o, &p);
-  }
+  if (o.previewer) /* the pipeline ran before it was started */
+    return read_side(&p) ? 1 : previewer(&o, &p);
   if (!o.headless && !isatty(STDOUT_FILENO)) {
     say("standard output is not a terminal: running headless (--headless)");
     o.headless = true;
@@ -739,14 +743,7 @@ int sdw_cmd_demo(int argc, char **argv) {
   setenv("OMP_WAIT_POLICY", "passive", 0);
   say("directory %s", p.dir);
   if ((rc = run_pipeline(&o, &p)) != 0) return rc;
-  store_info(p.data, "train", &p.side);
-  if (p.side < 8) {
-    fprintf(stderr,
-            "sdw: demo: %s/latents/train/index.json gives no image size; remove %s/latents "
-            "and run sdw demo again to encode the data anew\n",
-            p.data, p.data);
-    return 1;
-  }
+  if (read_side(&p)) return 1;
   if ((rc = make_text_encoder(&p)) != 0) return rc;
   const job_status before = read_job(p.run);
   const long old_pid = job_alive(&before) ? 0 : before.pid; /* 0: that one goes on */

@@ -274,9 +274,11 @@ static bool integer_dtype(sdw_dtype d) {
          d == SDW_U16 || d == SDW_U32 || d == SDW_U64 || d == SDW_BOOL;
 }
 
-sdw_status sdw_clip_text_check_inputs(const sdw_clip_text *m, const sdw_tensor *ids,
-                                      const sdw_tensor *mask, int64_t *ids64, unsigned char *mask8,
-                                      int64_t *pool) {
+/* Checks the host inputs; fills ids64[B*T], mask8[B*T] (may be NULL) and
+ * pool[B] (the pooled position). */
+static sdw_status check_inputs(const sdw_clip_text *m, const sdw_tensor *ids,
+                               const sdw_tensor *mask, int64_t *ids64, unsigned char *mask8,
+                               int64_t *pool) {
   const sdw_clip_text_config *c = &m->config;
   int64_t B = ids->shape[0], T = ids->shape[1];
   for (int64_t i = 0; i < B * T; i++) {
@@ -313,6 +315,37 @@ sdw_status sdw_clip_text_check_inputs(const sdw_clip_text *m, const sdw_tensor *
     pool[b] = at;
   }
   return SDW_OK;
+}
+
+sdw_status sdw_clip_text_stage_inputs(const sdw_clip_text *m, const sdw_tensor *input_ids,
+                                      const sdw_tensor *attention_mask,
+                                      sdw_clip_text_staging *out) {
+  const sdw_clip_text_config *c = &m->config;
+  memset(out, 0, sizeof *out);
+  if (input_ids->ndim != 2 || (input_ids->dtype != SDW_I64 && input_ids->dtype != SDW_I32) ||
+      input_ids->shape[0] < 1 || input_ids->shape[1] < 1 || input_ids->shape[1] > c->max_positions)
+    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
+                    "input_ids must be I64 or I32 of shape [batch, tokens] with 1..%lld tokens",
+                    (long long)c->max_positions);
+  const int64_t B = input_ids->shape[0], T = input_ids->shape[1];
+  const size_t n = (size_t)(B * T);
+  int64_t *host = malloc(n * 2 * sizeof(int64_t) + (size_t)B * sizeof(int64_t) + n);
+  if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for CLIP inputs");
+  out->B = B;
+  out->T = T;
+  out->owned = host;
+  out->ids = host;
+  out->positions = host + n;
+  out->pool = host + 2 * n;
+  out->mask = attention_mask ? (unsigned char *)(out->pool + B) : NULL;
+  for (size_t i = 0; i < n; i++)
+    out->positions[i] = (int64_t)(i % (size_t)T);
+  return check_inputs(m, input_ids, attention_mask, out->ids, out->mask, out->pool);
+}
+
+void sdw_clip_text_staging_free(sdw_clip_text_staging *s) {
+  free(s->owned);
+  memset(s, 0, sizeof *s);
 }
 
 static sdw_status act_forward(sdw_ctx *ctx, sdw_clip_act act, sdw_tensor *x) {
@@ -364,12 +397,14 @@ sdw_status sdw_clip_text_forward(sdw_clip_text *m, const sdw_tensor *input_ids,
   sdw_ctx *ctx = m->ctx;
   const sdw_backend *ops = ctx->ops;
   const sdw_clip_text_config *c = &m->config;
-  if (input_ids->ndim != 2 || (input_ids->dtype != SDW_I64 && input_ids->dtype != SDW_I32) ||
-      input_ids->shape[0] < 1 || input_ids->shape[1] < 1 || input_ids->shape[1] > c->max_positions)
-    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
-                    "input_ids must be I64 or I32 of shape [batch, tokens] with 1..%lld tokens",
-                    (long long)c->max_positions);
-  int64_t B = input_ids->shape[0], T = input_ids->shape[1], D = c->hidden_size;
+  /* Host staging: ids, positions and mask as the device will see them. */
+  sdw_clip_text_staging in;
+  sdw_status st = sdw_clip_text_stage_inputs(m, input_ids, attention_mask, &in);
+  if (st != SDW_OK) {
+    sdw_clip_text_staging_free(&in);
+    return st;
+  }
+  int64_t B = in.B, T = in.T, D = c->hidden_size;
   int64_t L = c->num_layers;
   if (out->last_hidden_state) check_output(out->last_hidden_state, 3, B, T, D, ctx);
   if (out->pooler_output) check_output(out->pooler_output, 2, B, D, 0, ctx);
@@ -380,16 +415,9 @@ sdw_status sdw_clip_text_forward(sdw_clip_text *m, const sdw_tensor *input_ids,
   bool need_final = out->last_hidden_state || out->pooler_output;
   int64_t layers = need_final ? L : out->hidden ? out->hidden_layer : 0;
 
-  /* Host staging: ids, positions and mask as the device will see them. */
   size_t n = (size_t)(B * T);
-  int64_t *host = malloc(n * 2 * sizeof(int64_t) + (size_t)B * sizeof(int64_t) + n);
-  if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for CLIP inputs");
-  int64_t *ids64 = host, *pos64 = host + n, *pool = host + 2 * n;
-  unsigned char *mask8 = attention_mask ? (unsigned char *)(pool + B) : NULL;
-  sdw_status st = sdw_clip_text_check_inputs(m, input_ids, attention_mask, ids64, mask8, pool);
-  for (size_t i = 0; i < n; i++)
-    pos64[i] = (int64_t)(i % (size_t)T);
-
+  const int64_t *ids64 = in.ids, *pos64 = in.positions, *pool = in.pool;
+  const unsigned char *mask8 = in.mask;
   size_t need = act_need(c, B, T);
   if (st == SDW_OK && need > m->act_bytes) {
     if (m->act) ops->free(ctx, m->act);
@@ -444,6 +472,6 @@ sdw_status sdw_clip_text_forward(sdw_clip_text *m, const sdw_tensor *input_ids,
       st = ops->copy(ctx, &src, &dst);
     }
   }
-  free(host);
+  sdw_clip_text_staging_free(&in);
   return st;
 }

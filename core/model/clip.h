@@ -137,14 +137,24 @@ sdw_status sdw_clip_text_forward(sdw_clip_text *m, const sdw_tensor *input_ids,
                                  const sdw_tensor *attention_mask,
                                  const sdw_clip_text_outputs *out);
 
-/* Checks the inputs of a forward (input_ids host [B,T] of ids in the
- * vocabulary, attention_mask NULL or a host integer tensor of its shape) and
- * fills the host staging arrays ids64[B*T], mask8[B*T] (NULL when there is
- * no mask: 1 keeps the key) and pool[B] (the pooled position of each row).
- * SDW_ERR_INVALID_ARGUMENT names the bad id or mask. */
-sdw_status sdw_clip_text_check_inputs(const sdw_clip_text *m, const sdw_tensor *input_ids,
-                                      const sdw_tensor *attention_mask, int64_t *ids64,
-                                      unsigned char *mask8, int64_t *pool);
+/* A forward's inputs checked and staged on the host as the device will see
+ * them (the inference forward above and the training one, clip_train.h). */
+typedef struct sdw_clip_text_staging {
+  int64_t B, T;
+  int64_t *ids;        /* [B*T] */
+  int64_t *positions;  /* [B*T]: 0..T-1 per row */
+  int64_t *pool;       /* [B]: the pooled (eos) position of each row */
+  unsigned char *mask; /* [B*T], 1 keeps the key; NULL without attention_mask */
+  void *owned;         /* the one allocation behind the arrays */
+} sdw_clip_text_staging;
+
+/* input_ids: host I32 or I64 [B,T] with 1 <= T <= max_positions and every
+ * id in the vocabulary; attention_mask: NULL or a host integer tensor of its
+ * shape. SDW_ERR_INVALID_ARGUMENT names the bad shape, id or mask. Free with
+ * sdw_clip_text_staging_free (also after a failure). */
+sdw_status sdw_clip_text_stage_inputs(const sdw_clip_text *m, const sdw_tensor *input_ids,
+                                      const sdw_tensor *attention_mask, sdw_clip_text_staging *out);
+void sdw_clip_text_staging_free(sdw_clip_text_staging *s);
 
 /* The hidden-state index of A1111's "CLIP skip" n (1 = the last layer):
  * L + 1 - n; -1 when n is outside 1..L. */

@@ -115,23 +115,13 @@ sdw_status sdw_clip_text_forward_train(sdw_clip_text *m, sdw_arena *arena,
   const sdw_backend *ops = ctx->ops;
   const sdw_clip_text_config *c = &m->config;
   *tape = NULL;
-  if (input_ids->ndim != 2 || (input_ids->dtype != SDW_I64 && input_ids->dtype != SDW_I32) ||
-      input_ids->shape[0] < 1 || input_ids->shape[1] < 1 || input_ids->shape[1] > c->max_positions)
-    return sdw_fail(SDW_ERR_INVALID_ARGUMENT,
-                    "input_ids must be I64 or I32 of shape [batch, tokens] with 1..%lld tokens",
-                    (long long)c->max_positions);
-  const int64_t B = input_ids->shape[0], T = input_ids->shape[1], D = c->hidden_size;
-  SDW_ASSERT(last_hidden->dtype == SDW_F32 && last_hidden->ndim == 3 &&
-             last_hidden->shape[0] == B && last_hidden->shape[1] == T &&
-             last_hidden->shape[2] == D);
+  sdw_clip_text_staging in;
+  sdw_status st = sdw_clip_text_stage_inputs(m, input_ids, attention_mask, &in);
+  const int64_t B = in.B, T = in.T, D = c->hidden_size;
   const size_t n = (size_t)(B * T);
-  int64_t *host = malloc(n * 2 * sizeof(int64_t) + (size_t)B * sizeof(int64_t) + n);
-  if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of host memory for CLIP inputs");
-  int64_t *ids64 = host, *pos64 = host + n, *pool = host + 2 * n;
-  unsigned char *mask8 = attention_mask ? (unsigned char *)(pool + B) : NULL;
-  sdw_status st = sdw_clip_text_check_inputs(m, input_ids, attention_mask, ids64, mask8, pool);
-  for (size_t i = 0; i < n; i++)
-    pos64[i] = (int64_t)(i % (size_t)T);
+  SDW_ASSERT(st != SDW_OK || (last_hidden->dtype == SDW_F32 && last_hidden->ndim == 3 &&
+                              last_hidden->shape[0] == B && last_hidden->shape[1] == T &&
+                              last_hidden->shape[2] == D));
   sdw_clip_text_tape *tp = st == SDW_OK ? sdw_arena_calloc(arena, sizeof *tp) : NULL;
   if (st == SDW_OK && tp)
     tp->layers = sdw_arena_calloc(arena, (size_t)c->num_layers * sizeof *tp->layers);
@@ -140,15 +130,15 @@ sdw_status sdw_clip_text_forward_train(sdw_clip_text *m, sdw_arena *arena,
   if (st == SDW_OK) {
     tp->B = B;
     tp->T = T;
-    tp->has_mask = mask8 != NULL;
+    tp->has_mask = in.mask != NULL;
     st = alloc_typed(arena, ctx, &tp->ids, SDW_I64, B, T);
   }
   if (st == SDW_OK) st = alloc_typed(arena, ctx, &tp->pos, SDW_I64, B, T);
   if (st == SDW_OK) st = alloc_typed(arena, ctx, &tp->mask, SDW_U8, B, T);
-  if (st == SDW_OK) st = ops->upload(ctx, tp->ids.data, ids64, n * sizeof(int64_t));
-  if (st == SDW_OK) st = ops->upload(ctx, tp->pos.data, pos64, n * sizeof(int64_t));
-  if (st == SDW_OK && mask8) st = ops->upload(ctx, tp->mask.data, mask8, n);
-  free(host);
+  if (st == SDW_OK) st = ops->upload(ctx, tp->ids.data, in.ids, n * sizeof(int64_t));
+  if (st == SDW_OK) st = ops->upload(ctx, tp->pos.data, in.positions, n * sizeof(int64_t));
+  if (st == SDW_OK && in.mask) st = ops->upload(ctx, tp->mask.data, in.mask, n);
+  sdw_clip_text_staging_free(&in);
   SDW_TRY(st);
 
   /* x = token_embedding[ids] + position_embedding[0..T) */
