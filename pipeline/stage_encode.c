@@ -6,7 +6,8 @@
  * For each split (train, val) the rows of DIR/dataset/<split>.parquet (the
  * build stage's file, pipeline/stage_build.c) are taken in dataset order and
  * cut into chunks of --chunk-size rows; chunk c becomes
- * DIR/latents/<split>/chunk-<c>.safetensors holding, per sample:
+ * DIR/latents/<split>/chunk-<c>.safetensors (DIR/<--store>/... when given)
+ * holding, per sample:
  *   - the image read from its shard (columns shard, image_offset,
  *     image_size: the bytes of the tar member), decoded (pipeline/image.h),
  *     resized so its SHORTER side is --image-size preserving the aspect
@@ -81,7 +82,7 @@
 enum { SEQ_LEN = 77, NCOL = 7 };
 
 typedef struct enc_options {
-  const char *data, *shards, *vae, *vae_config, *split, *device;
+  const char *data, *shards, *vae, *vae_config, *split, *device, *store;
   int64_t image_size, chunk_size, batch;
   int shard_index, num_shards;
   bool finish_only, skip_bad;
@@ -105,6 +106,10 @@ static void usage(FILE *out) {
           "  --vae-config FILE       the VAE's diffusers config.json (default: beside the\n"
           "                          weights, else the SD 1.x VAE)\n"
           "  --shards DIR            where the shards are (default DIR/shards)\n"
+          "  --store NAME            write the store to DIR/NAME/{train,val}/ instead of\n"
+          "                          DIR/latents (a second store of the same images, e.g. the\n"
+          "                          pixels a VAE trains on; NAME: up to 16 of A-Z a-z 0-9 _ -);\n"
+          "                          its manifest is encode-NAME\n"
           "  --image-size N          square size the images are cropped to (default 512)\n"
           "  --chunk-size N          samples per chunk file (default 256)\n"
           "  --batch N               images per VAE call (default 4)\n"
@@ -130,6 +135,7 @@ static int parse_options(int argc, char **argv, enc_options *o) {
   o->batch = 4;
   o->split = "all";
   o->device = "cpu";
+  o->store = "latents";
   o->shard_index = -1;
   o->num_shards = -1;
   for (int i = 1; i < argc; i++) {
@@ -158,7 +164,12 @@ static int parse_options(int argc, char **argv, enc_options *o) {
       o->vae_config = v;
     else if (strcmp(a, "--shards") == 0)
       o->shards = v;
-    else if (strcmp(a, "--image-size") == 0)
+    else if (strcmp(a, "--store") == 0) {
+      o->store = v;
+      ok = v[0] && strlen(v) <= 16 &&
+           strspn(v, "abcdefghijklmnopqrstuvwxyz"
+                     "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == strlen(v);
+    } else if (strcmp(a, "--image-size") == 0)
       ok = sdw_parse_i64(v, 8, 8192, &o->image_size);
     else if (strcmp(a, "--chunk-size") == 0)
       ok = sdw_parse_i64(v, 1, 1 << 20, &o->chunk_size);
@@ -742,7 +753,7 @@ static sdw_status finish_split(const split_run *r, bool *complete) {
 static sdw_status run_split(const enc_options *o, sdw_manifest *m, encoder *enc, const char *split,
                             bool *interrupted, cJSON *report) {
   split_run r = {.o = o, .m = m, .enc = enc, .split = split};
-  snprintf(r.dir, sizeof r.dir, "%s/latents/%s", o->data, split);
+  snprintf(r.dir, sizeof r.dir, "%s/%s/%s", o->data, o->store, split);
   if (o->shards)
     snprintf(r.shard_dir, sizeof r.shard_dir, "%s", o->shards);
   else
@@ -852,11 +863,12 @@ int sdw_pipeline_encode_main(int argc, char **argv) {
     splits[0] = o.split;
     ns = 1;
   }
-  char stage[32];
+  char stage[64], named[32] = "encode";
+  if (strcmp(o.store, "latents") != 0) snprintf(named, sizeof named, "encode-%s", o.store);
   if (o.num_shards > 1)
-    snprintf(stage, sizeof stage, "encode-%d-of-%d", o.shard_index, o.num_shards);
+    snprintf(stage, sizeof stage, "%s-%d-of-%d", named, o.shard_index, o.num_shards);
   else
-    snprintf(stage, sizeof stage, "encode");
+    snprintf(stage, sizeof stage, "%s", named);
   sdw_manifest m;
   sdw_status st = sdw_manifest_begin(&m, o.data, stage);
   if (st != SDW_OK) {

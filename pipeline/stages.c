@@ -19,6 +19,8 @@ const sdw_pipeline_stage sdw_pipeline_stages[] = {
      sdw_pipeline_build_main},
     {"encode", "VAE-encode the train/val images into the latent store the trainer reads",
      sdw_pipeline_encode_main},
+    {"train-vae", "train a small KL autoencoder on a pixel-space store (the demo's VAE)",
+     sdw_pipeline_train_vae_main},
     {"filter-captions", "keep the samples whose captions match keywords (the seed's 06 step)",
      sdw_pipeline_filter_captions_main},
     {"diffusiondb", "DiffusionDB part zips to shards (512 center crop, JPEG q95)",

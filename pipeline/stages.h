@@ -35,6 +35,8 @@ int sdw_pipeline_encode_main(int argc, char **argv);
 int sdw_pipeline_filter_captions_main(int argc, char **argv);
 /* `sdw pipeline diffusiondb` (pipeline/stage_diffusiondb.c). */
 int sdw_pipeline_diffusiondb_main(int argc, char **argv);
+/* `sdw pipeline train-vae` (pipeline/stage_train_vae.c). */
+int sdw_pipeline_train_vae_main(int argc, char **argv);
 /* `sdw pipeline emoji` (pipeline/stage_emoji.c). */
 int sdw_pipeline_emoji_main(int argc, char **argv);
 

@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/base/safetensors.h"
 #include "tests/test.h"
 
 typedef struct registered_test {
@@ -197,4 +198,22 @@ int main(int argc, char **argv) {
   if (tmpdir_path[0]) nftw(tmpdir_path, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
+}
+
+double sdw_test_max_abs_f64(const double *a, int64_t n) {
+  double m = 0;
+  for (int64_t i = 0; i < n; i++)
+    m = fmax(m, fabs(a[i]));
+  return m;
+}
+
+const struct sdw_safetensors_entry *sdw_test_golden_tensor(const struct sdw_safetensors *f,
+                                                           const char *name, int dtype,
+                                                           int64_t numel) {
+  const sdw_safetensors_entry *e = sdw_safetensors_find(f, name);
+  if (!e || (int)e->dtype != dtype || (numel >= 0 && e->numel != numel)) {
+    sdw_test_fail(__FILE__, __LINE__, "golden tensor %s missing or of the wrong type", name);
+    return NULL;
+  }
+  return e;
 }

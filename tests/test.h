@@ -88,6 +88,18 @@ void sdw_test_free_guarded(void *p);
 double sdw_test_rel_err_f32_f64(const float *got, const double *want, size_t n);
 double sdw_test_rel_err_f64(const double *got, const double *want, size_t n);
 double sdw_test_rel_err_f32(const float *got, const float *want, size_t n);
+/* max |a[i]| (0 for n = 0). */
+double sdw_test_max_abs_f64(const double *a, int64_t n);
+
+/* --- goldens -------------------------------------------------------------------- */
+/* The golden tensor `name` of f when it has that dtype and numel (numel < 0:
+ * any); otherwise a test failure naming it, and NULL. */
+struct sdw_safetensors;
+struct sdw_safetensors_entry;
+const struct sdw_safetensors_entry *sdw_test_golden_tensor(const struct sdw_safetensors *f,
+                                                           const char *name, int dtype,
+                                                           int64_t numel);
+
 /* Checks a normwise relative error against tol, naming what was compared. */
 #define CHECK_REL(err, tol, what)                                                                  \
   do {                                                                                             \

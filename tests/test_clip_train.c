@@ -29,29 +29,12 @@
 enum { GB = 3, GT = 77, GD = 64 };
 static const double grad_tolerance = 5e-4;
 
-static const sdw_safetensors_entry *entry(const sdw_safetensors *f, const char *name,
-                                          sdw_dtype dtype, int64_t numel) {
-  const sdw_safetensors_entry *e = sdw_safetensors_find(f, name);
-  if (!e || e->dtype != dtype || (numel >= 0 && e->numel != numel)) {
-    sdw_test_fail(__FILE__, __LINE__, "golden tensor %s missing or of the wrong type", name);
-    return NULL;
-  }
-  return e;
-}
-
-static double max_abs_f64(const double *a, int64_t n) {
-  double m = 0;
-  for (int64_t i = 0; i < n; i++)
-    m = fmax(m, fabs(a[i]));
-  return m;
-}
-
 /* max|got - want| / max(max|want|, scale) */
 static double grad_err(const float *got, const double *want, int64_t n, double scale) {
   double d = 0;
   for (int64_t i = 0; i < n; i++)
     d = fmax(d, fabs((double)got[i] - want[i]));
-  return d / fmax(max_abs_f64(want, n), scale);
+  return d / fmax(sdw_test_max_abs_f64(want, n), scale);
 }
 
 /* Checks every gradient of grads against the golden of suffix sfx. */
@@ -63,13 +46,13 @@ static void check_grads(const sdw_clip_text *grads, const sdw_safetensors *gold,
   for (int i = 0; i < grads->params.count; i++) {
     snprintf(key, sizeof key, "grad%s.text_model.%s", sfx, grads->params.items[i].name);
     const sdw_safetensors_entry *e = sdw_safetensors_find(gold, key);
-    if (e && e->dtype == SDW_F64) top = fmax(top, max_abs_f64(e->data, e->numel));
+    if (e && e->dtype == SDW_F64) top = fmax(top, sdw_test_max_abs_f64(e->data, e->numel));
   }
   snprintf(key, sizeof key, "token_grad_rows%s", sfx);
-  const sdw_safetensors_entry *rows = entry(gold, key, SDW_F64, -1);
-  const sdw_safetensors_entry *ids = entry(gold, "token_ids", SDW_I64, -1);
+  const sdw_safetensors_entry *rows = sdw_test_golden_tensor(gold, key, SDW_F64, -1);
+  const sdw_safetensors_entry *ids = sdw_test_golden_tensor(gold, "token_ids", SDW_I64, -1);
   if (!rows || !ids) return;
-  top = fmax(top, max_abs_f64(rows->data, rows->numel));
+  top = fmax(top, sdw_test_max_abs_f64(rows->data, rows->numel));
   const double scale = 1e-3 * top * factor;
   double worst = 0;
   int checked = 0;
@@ -106,7 +89,7 @@ static void check_grads(const sdw_clip_text *grads, const sdw_safetensors *gold,
       continue;
     }
     snprintf(key, sizeof key, "grad%s.text_model.%s", sfx, p->name);
-    const sdw_safetensors_entry *e = entry(gold, key, SDW_F64, n);
+    const sdw_safetensors_entry *e = sdw_test_golden_tensor(gold, key, SDW_F64, n);
     if (!e) continue;
     double *want = malloc((size_t)n * sizeof *want);
     for (int64_t u = 0; u < n; u++)
@@ -141,7 +124,7 @@ SDW_TEST(clip_train_backward_matches_transformers_autograd) {
     sdw_tensor ids = {0}, mask = {0}, R = {0};
     CHECK_OK(sdw_safetensors_tensor(io, sdw_safetensors_find(io, "input_ids"), &ids));
     CHECK_OK(sdw_safetensors_tensor(io, sdw_safetensors_find(io, "attention_mask"), &mask));
-    CHECK_OK(sdw_safetensors_tensor(gold, entry(gold, "R", SDW_F32, GB * GT * GD), &R));
+    CHECK_OK(sdw_safetensors_tensor(gold, sdw_test_golden_tensor(gold, "R", SDW_F32, GB * GT * GD), &R));
     float *last = sdw_test_alloc_guarded((size_t)GB * GT * GD, "last_hidden");
     float *ref = sdw_test_alloc_guarded((size_t)GB * GT * GD, "inference last_hidden");
     sdw_tensor lt = sdw_tensor_3d(last, SDW_F32, GB, GT, GD);

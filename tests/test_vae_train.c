@@ -26,23 +26,6 @@
 
 static const double grad_tolerance = 5e-4;
 
-static const sdw_safetensors_entry *entry(const sdw_safetensors *f, const char *name,
-                                          sdw_dtype dtype, int64_t numel) {
-  const sdw_safetensors_entry *e = sdw_safetensors_find(f, name);
-  if (!e || e->dtype != dtype || (numel >= 0 && e->numel != numel)) {
-    sdw_test_fail(__FILE__, __LINE__, "golden tensor %s missing or of the wrong type", name);
-    return NULL;
-  }
-  return e;
-}
-
-static double max_abs_f64(const double *a, int64_t n) {
-  double m = 0;
-  for (int64_t i = 0; i < n; i++)
-    m = fmax(m, fabs(a[i]));
-  return m;
-}
-
 /* Every gradient of g against the golden times factor; the worst error. */
 static double check_grads(const sdw_vae *g, const sdw_safetensors *gold, double factor) {
   char key[SDW_PARAM_NAME_MAX + 16];
@@ -50,7 +33,7 @@ static double check_grads(const sdw_vae *g, const sdw_safetensors *gold, double 
   for (int i = 0; i < g->params.count; i++) {
     snprintf(key, sizeof key, "grad.%s", g->params.items[i].name);
     const sdw_safetensors_entry *e = sdw_safetensors_find(gold, key);
-    if (e && e->dtype == SDW_F64) top = fmax(top, max_abs_f64(e->data, e->numel));
+    if (e && e->dtype == SDW_F64) top = fmax(top, sdw_test_max_abs_f64(e->data, e->numel));
   }
   const double scale = 1e-3 * top * factor;
   double worst = 0;
@@ -59,14 +42,14 @@ static double check_grads(const sdw_vae *g, const sdw_safetensors *gold, double 
     const sdw_param *p = &g->params.items[i];
     const int64_t n = sdw_tensor_numel(&p->value);
     snprintf(key, sizeof key, "grad.%s", p->name);
-    const sdw_safetensors_entry *e = entry(gold, key, SDW_F64, n);
+    const sdw_safetensors_entry *e = sdw_test_golden_tensor(gold, key, SDW_F64, n);
     if (!e) continue;
     const double *want = e->data;
     const float *got = p->value.data;
     double d = 0;
     for (int64_t u = 0; u < n; u++)
       d = fmax(d, fabs((double)got[u] - want[u] * factor));
-    const double err = d / fmax(max_abs_f64(want, n) * factor, scale);
+    const double err = d / fmax(sdw_test_max_abs_f64(want, n) * factor, scale);
     worst = fmax(worst, err);
     CHECK_REL(err, grad_tolerance, p->name);
     checked++;
@@ -78,12 +61,12 @@ static double check_grads(const sdw_vae *g, const sdw_safetensors *gold, double 
 }
 
 static double golden_scalar(const sdw_safetensors *gold, const char *name) {
-  const sdw_safetensors_entry *e = entry(gold, name, SDW_F64, 1);
+  const sdw_safetensors_entry *e = sdw_test_golden_tensor(gold, name, SDW_F64, 1);
   return e ? *(const double *)e->data : NAN;
 }
 
 static sdw_tensor golden4(const sdw_safetensors *gold, const char *name) {
-  const sdw_safetensors_entry *e = entry(gold, name, SDW_F32, -1);
+  const sdw_safetensors_entry *e = sdw_test_golden_tensor(gold, name, SDW_F32, -1);
   if (!e || e->ndim != 4) return (sdw_tensor){0};
   return sdw_tensor_4d((void *)e->data, SDW_F32, e->shape[0], e->shape[1], e->shape[2],
                        e->shape[3]);
@@ -123,7 +106,7 @@ SDW_TEST(vae_train_step_matches_diffusers_autograd) {
             "loss");
   CHECK_REL(fabs(loss.rec - golden_scalar(gold, "rec")) / golden_scalar(gold, "rec"), 1e-5, "rec");
   CHECK_REL(fabs(loss.kl - golden_scalar(gold, "kl")) / golden_scalar(gold, "kl"), 1e-5, "kl");
-  const sdw_safetensors_entry *rf = entry(gold, "recon_f64", SDW_F64, N * 3 * H * W);
+  const sdw_safetensors_entry *rf = sdw_test_golden_tensor(gold, "recon_f64", SDW_F64, N * 3 * H * W);
   if (rf) {
     double d = 0, top = 0;
     for (int64_t i = 0; i < rf->numel; i++) {

@@ -7,7 +7,10 @@ Sample i has class k = i % 4: its latent is a fixed smooth pattern of that
 class (plus a little noise) and its caption "class k" has the token 320 + k,
 so a UNet can learn to denoise it and to tell the classes apart.
 
-usage: make_latent_store.py DIR [--count N] [--size HW] [--chunk M] [--seed S] [--nan]
+With --pixels the store is a pixel-space one (`sdw pipeline encode --vae
+pixels`): 3 channels in [-1, 1], scaling factor 1, image_size = HW.
+
+usage: make_latent_store.py DIR [--count N] [--size HW] [--chunk M] [--seed S] [--nan] [--pixels]
 """
 import argparse
 import hashlib
@@ -58,24 +61,28 @@ def main():
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--nan", action="store_true", help="every latent NaN (non-finite step tests)")
+    ap.add_argument("--pixels", action="store_true", help="a pixel-space store (3 channels)")
     a = ap.parse_args()
     os.makedirs(a.dir, exist_ok=True)
     rng = np.random.default_rng(a.seed)
     hw, L = a.size, 77
+    C = 3 if a.pixels else 4
     y, x = np.meshgrid(np.arange(hw), np.arange(hw), indexing="ij")
     chunks = []
     for ci, start in enumerate(range(0, a.count, a.chunk)):
         n = min(a.chunk, a.count - start)
-        lat = np.zeros((n, 4, hw, hw), dtype=np.float32)
+        lat = np.zeros((n, C, hw, hw), dtype=np.float32)
         ids = np.full((n, L), 49407, dtype=np.int32)
         mask = np.zeros((n, L), dtype=np.int32)
         keys, caps = [], []
         for j in range(n):
             i = start + j
             k = i % 4
-            for c in range(4):
+            for c in range(C):
                 lat[j, c] = 0.8 * np.sin(0.7 * (k + 1) * x + 0.5 * c) * np.cos(0.4 * (k + 1) * y - c)
-            lat[j] += 0.05 * rng.standard_normal((4, hw, hw))
+            lat[j] += 0.05 * rng.standard_normal((C, hw, hw))
+            if a.pixels:
+                lat[j] = np.clip(lat[j], -1, 1)
             if a.nan:
                 lat[j] = np.nan
             ids[j, 0], ids[j, 1] = 49406, 320 + k
@@ -94,8 +101,10 @@ def main():
             digest = hashlib.sha256(f.read()).hexdigest()
         chunks.append({"file": name, "count": n, "bytes": os.path.getsize(path), "sha256": digest})
     index = {"format": "sdw-latents/1", "split": "train", "count": a.count,
-             "latent_shape": [4, hw, hw], "dtype": "F16", "scaling_factor": 0.18215,
-             "seq_len": L, "context_dim": 0, "image_size": 2 * hw, "vae": "synthetic",
+             "latent_shape": [C, hw, hw], "dtype": "F16",
+             "scaling_factor": 1 if a.pixels else 0.18215,
+             "seq_len": L, "context_dim": 0, "image_size": hw if a.pixels else 2 * hw,
+             "vae": "pixels" if a.pixels else "synthetic",
              "chunks": chunks}
     with open(os.path.join(a.dir, "index.json.tmp"), "w") as f:
         json.dump(index, f, indent=1)

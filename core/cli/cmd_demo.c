@@ -64,10 +64,11 @@ enum { DEMO_PROMPTS = 5 };
 typedef struct demo_options {
   const char *dir;
   const char *only; /* pipeline emoji --only: groups/subgroups ("all": the whole font) */
+  bool vae;         /* --space vae: the latents of a tiny VAE trained as a stage */
   bool headless, all_emoji, eval;
   bool previewer; /* internal: the interactive demo's preview process */
   double minutes;
-  int64_t steps, limit, eval_count, eval_steps, preview_steps;
+  int64_t steps, limit, eval_count, eval_steps, preview_steps, vae_steps;
 } demo_options;
 
 static void usage(FILE *f) {
@@ -88,6 +89,11 @@ static void usage(FILE *f) {
              "                       sdw pipeline emoji --only; default the demo set of 277\n"
              "                       food, animal, flower, heart, face, sport and aircraft\n"
              "                       emoji); all: the whole font\n"
+             "  --space pixels|vae   what the model denoises: the 16x16 images themselves\n"
+             "                       (default), or the 8x8x4 latents of a tiny VAE that the\n"
+             "                       pipeline trains first (train-vae, --vae-steps; README\n"
+             "                       \"The demo\" compares the two)\n"
+             "  --vae-steps N        train-vae steps of --space vae (default 600)\n"
              "  --all-emoji          also the multi-code-point emoji (3655 instead of 1377)\n"
              "  --limit N            at most N emoji (a quick look; default all)\n"
              "  --preview-steps S    DDIM steps of the previews and the grid (default 25)\n"
@@ -106,6 +112,7 @@ static int parse_options(int argc, char **argv, demo_options *o) {
   o->eval_count = 100;
   o->eval_steps = 25;
   o->preview_steps = 25;
+  o->vae_steps = 600;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) return 1;
@@ -135,6 +142,11 @@ static int parse_options(int argc, char **argv, demo_options *o) {
       o->dir = v;
     else if (strcmp(a, "--only") == 0)
       o->only = v;
+    else if (strcmp(a, "--space") == 0) {
+      ok = strcmp(v, "pixels") == 0 || strcmp(v, "vae") == 0;
+      o->vae = strcmp(v, "vae") == 0;
+    } else if (strcmp(a, "--vae-steps") == 0)
+      ok = sdw_parse_i64(v, 1, 100000000, &o->vae_steps);
     else if (strcmp(a, "--minutes") == 0)
       ok = sdw_parse_double(v, 0, 1e6, &o->minutes);
     else if (strcmp(a, "--steps") == 0)
@@ -184,6 +196,22 @@ static void say(const char *fmt, ...) {
 static bool exists(const char *path) {
   struct stat sb;
   return stat(path, &sb) == 0;
+}
+
+/* What encoded DATA/latents/train (its index.json's "vae": "pixels" or the
+ * VAE's path) into buf; "" when unknown. */
+static void store_encoder(const char *data, char *buf, size_t size) {
+  char path[PATH_MAX + 64];
+  snprintf(path, sizeof path, "%s/latents/train/index.json", data);
+  buf[0] = '\0';
+  void *text = NULL;
+  size_t n = 0;
+  if (sdw_read_file(path, &text, &n) != SDW_OK) return;
+  cJSON *root = cJSON_ParseWithLength(text, n);
+  free(text);
+  const cJSON *v = root ? cJSON_GetObjectItem(root, "vae") : NULL;
+  if (cJSON_IsString(v)) snprintf(buf, size, "%s", v->valuestring);
+  cJSON_Delete(root);
 }
 
 /* Runs this sdw binary with argv (NULL-terminated, argv[0] ignored) and
@@ -243,8 +271,11 @@ typedef struct demo_paths {
   int side; /* the training images' side (the store's latent shape) */
 } demo_paths;
 
+/* The number of pipeline stages: 6 in pixel space, 8 with --space vae. */
+static int g_stage_count = 6;
+
 static int stage(int index, const char *name, char **argv) {
-  say("[%d/6] pipeline %s", index, name);
+  say("[%d/%d] pipeline %s", index, g_stage_count, name);
   const double t0 = now_seconds();
   int rc = run_sdw(argv);
   if (rc != 0) {
@@ -254,14 +285,25 @@ static int stage(int index, const char *name, char **argv) {
             name, rc);
     return rc == 130 ? 130 : 1;
   }
-  say("[%d/6] %s done in %.1f s", index, name, now_seconds() - t0);
+  say("[%d/%d] %s done in %.1f s", index, g_stage_count, name, now_seconds() - t0);
   return 0;
 }
 
 static int run_pipeline(const demo_options *o, const demo_paths *p) {
   char emoji_dir[PATH_MAX + 32], store_index[PATH_MAX + 64];
   snprintf(store_index, sizeof store_index, "%s/latents/train/index.json", p->data);
+  g_stage_count = o->vae ? 8 : 6;
   if (exists(store_index)) {
+    char encoder[PATH_MAX];
+    store_encoder(p->data, encoder, sizeof encoder);
+    if ((strcmp(encoder, "pixels") != 0) != o->vae) {
+      fprintf(stderr,
+              "sdw: demo: %s holds a %s store, not what --space %s trains on; give another "
+              "--dir (or remove %s/latents and %s/run)\n",
+              p->data, strcmp(encoder, "pixels") == 0 ? "pixel-space" : "VAE latent",
+              o->vae ? "vae" : "pixels", p->data, p->dir);
+      return 2;
+    }
     say("data set ready (%s): pipeline skipped", store_index);
     return 0;
   }
@@ -332,10 +374,30 @@ static int run_pipeline(const demo_options *o, const demo_paths *p) {
     char *argv[] = {NULL, "pipeline", "build", "--data", data, "--val-size", "0", NULL};
     rc = stage(5, "build", argv);
   }
-  if (!rc) {
+  if (!rc && !o->vae) {
     char *argv[] = {NULL,    "pipeline", "encode",       "--data",  data,
                     "--vae", "pixels",   "--image-size", DEMO_SIDE, NULL};
     rc = stage(6, "encode", argv);
+  }
+  if (!rc && o->vae) {
+    /* the images a VAE trains on: a second store of the same set, in
+     * pixels (also the gallery of the retrieval report) */
+    char *argv[] = {NULL,     "pipeline", "encode", "--data",       data,      "--vae",
+                    "pixels", "--store",  "pixels", "--image-size", DEMO_SIDE, NULL};
+    rc = stage(6, "encode (pixels)", argv);
+  }
+  char vae_steps[32], vae_dir[PATH_MAX + 32];
+  snprintf(vae_steps, sizeof vae_steps, "%lld", (long long)o->vae_steps);
+  snprintf(vae_dir, sizeof vae_dir, "%s/vae", p->data);
+  if (!rc && o->vae) {
+    char *argv[] = {NULL,     "pipeline", "train-vae", "--data",  data,      "--images",
+                    "pixels", "--out",    "vae",       "--steps", vae_steps, NULL};
+    rc = stage(7, "train-vae", argv);
+  }
+  if (!rc && o->vae) {
+    char *argv[] = {NULL,    "pipeline", "encode",       "--data",  data,
+                    "--vae", vae_dir,    "--image-size", DEMO_SIDE, NULL};
+    rc = stage(8, "encode", argv);
   }
   return rc;
 }
@@ -416,7 +478,8 @@ static bool job_alive(const job_status *j) {
 }
 
 /* Samples in DATA/latents/SPLIT (0 when there is no complete store);
- * *side (may be NULL) receives the samples' width (0 when unknown). */
+ * *side (may be NULL) receives the images' side (index.json's image_size:
+ * the store's latent side times the VAE's downscale; 0 when unknown). */
 static int64_t store_info(const char *data, const char *split, int *side) {
   char path[PATH_MAX + 64];
   snprintf(path, sizeof path, "%s/latents/%s/index.json", data, split);
@@ -427,15 +490,15 @@ static int64_t store_info(const char *data, const char *split, int *side) {
   cJSON *root = cJSON_ParseWithLength(text, size);
   free(text);
   const cJSON *c = root ? cJSON_GetObjectItem(root, "count") : NULL;
-  const cJSON *shape = root ? cJSON_GetObjectItem(root, "latent_shape") : NULL;
+  const cJSON *size_item = root ? cJSON_GetObjectItem(root, "image_size") : NULL;
   int64_t n = cJSON_IsNumber(c) ? (int64_t)c->valuedouble : 0;
-  if (side && cJSON_GetArraySize(shape) == 3 && cJSON_IsNumber(cJSON_GetArrayItem(shape, 2)))
-    *side = (int)cJSON_GetArrayItem(shape, 2)->valuedouble;
+  if (side && cJSON_IsNumber(size_item)) *side = (int)size_item->valuedouble;
   cJSON_Delete(root);
   return n;
 }
 
-/* p->side from the training store; 1 (after saying so) when it has none. */
+/* p->side (the images' side) from the training store; 1 (after saying so)
+ * when it has none. */
 static int read_side(demo_paths *p) {
   store_info(p->data, "train", &p->side);
   if (p->side >= 8) return 0;
@@ -453,10 +516,12 @@ static int start_training(const demo_options *o, const demo_paths *p) {
     return 0;
   }
   char config_ini[PATH_MAX + 32], cfg[PATH_MAX + 32], model[PATH_MAX + 64], train[PATH_MAX + 64],
-      val[PATH_MAX + 64], te[PATH_MAX + 64], steps[64], batch[64], ranks[64];
+      val[PATH_MAX + 64], te[PATH_MAX + 64], steps[64], batch[64], ranks[64], vae[PATH_MAX + 64];
   snprintf(config_ini, sizeof config_ini, "%s/config.ini", p->run);
   snprintf(cfg, sizeof cfg, "%s/train.ini", p->assets);
-  snprintf(model, sizeof model, "model=%s/unet.json", p->assets);
+  /* --space vae: the same UNet on 4 latent channels, the VAE for previews */
+  snprintf(model, sizeof model, "model=%s/%s", p->assets, o->vae ? "unet-vae.json" : "unet.json");
+  snprintf(vae, sizeof vae, "vae=%s/vae", p->data);
   snprintf(train, sizeof train, "train_data=%s/latents/train", p->data);
   snprintf(val, sizeof val, "val_data=%s/latents/val", p->data);
   /* the validation loss needs a full batch (sdw train refuses a smaller
@@ -478,6 +543,24 @@ static int start_training(const demo_options *o, const demo_paths *p) {
   char *run = (char *)p->run;
   int rc;
   if (exists(config_ini)) {
+    void *text = NULL;
+    size_t n = 0;
+    char have[PATH_MAX] = "";
+    if (sdw_read_file(config_ini, &text, &n) == SDW_OK) {
+      char *z = realloc(text, n + 1);
+      if (z) {
+        z[n] = '\0';
+        sdw_run_config_value(z, "vae", have, sizeof have);
+        text = z;
+      }
+      free(text);
+    }
+    if ((strcmp(have, "pixels") != 0) != o->vae) {
+      fprintf(stderr, "sdw: demo: the run %s trains on %s, not --space %s; give another --dir\n",
+              p->run, strcmp(have, "pixels") == 0 ? "pixels" : "VAE latents",
+              o->vae ? "vae" : "pixels");
+      return 2;
+    }
     say("continuing the run %s", p->run);
     char *argv[] = {NULL, "train", "--run", run, "--detach", NULL, NULL, NULL};
     if (o->steps) {
@@ -490,6 +573,10 @@ static int start_training(const demo_options *o, const demo_paths *p) {
     char *argv[24] = {NULL,  "train", "--config", cfg,     "--run", run,       "--set",
                       model, "--set", train,      "--set", te,      "--detach"};
     int n = 13;
+    if (o->vae) {
+      argv[n++] = "--set";
+      argv[n++] = vae;
+    }
     if (use_val) {
       argv[n++] = "--set";
       argv[n++] = val;
@@ -644,8 +731,12 @@ static int headless(const demo_options *o, const demo_paths *p, long old_pid) {
     char count[32], steps[32];
     snprintf(count, sizeof count, "%lld", (long long)o->eval_count);
     snprintf(steps, sizeof steps, "%lld", (long long)o->eval_steps);
-    char *argv[] = {NULL,  "eval",    (char *)p->run, "--data", (char *)p->data, "--count",
-                    count, "--steps", steps,          "--json", (char *)p->eval, NULL};
+    /* the gallery: the training images themselves (with --space vae the
+     * pixel store the VAE trained on, not the VAE's latents) */
+    char gallery[PATH_MAX + 64];
+    snprintf(gallery, sizeof gallery, "%s/%s/train", p->data, o->vae ? "pixels" : "latents");
+    char *argv[] = {NULL,  "eval",    (char *)p->run, "--store", gallery,         "--count",
+                    count, "--steps", steps,          "--json",  (char *)p->eval, NULL};
     say("retrieval report (sdw eval, %s captions)", count);
     int rc = run_sdw(argv);
     if (rc != 0) {
@@ -737,12 +828,14 @@ int sdw_cmd_demo(int argc, char **argv) {
     say("standard output is not a terminal: running headless (--headless)");
     o.headless = true;
   }
+  say("directory %s", p.dir);
+  /* the stages run alone: OpenMP's default (spinning) wait policy suits
+   * them (train-vae ran 1.5x slower with the passive one) */
+  if ((rc = run_pipeline(&o, &p)) != 0) return rc;
   /* the run and the demo's own sampling share two cores: OpenMP threads
    * that spin at barriers while the other process holds a core cost 5-10x
    * (measured: 80% of the training's cycles in libgomp's spin loop) */
   setenv("OMP_WAIT_POLICY", "passive", 0);
-  say("directory %s", p.dir);
-  if ((rc = run_pipeline(&o, &p)) != 0) return rc;
   if (read_side(&p)) return 1;
   if ((rc = make_text_encoder(&p)) != 0) return rc;
   const job_status before = read_job(p.run);

@@ -1,8 +1,10 @@
 /* `sdw eval MODEL --data DIR`: prompt -> image retrieval accuracy of a
- * pixel-space model (the demo's measure of "do prompts work").
+ * model trained on small images (the demo's measure of "do prompts work").
  *
- * For N captions of the training store (DIR/latents/train, a pixel-space
- * store: the "latents" are the training images), drawn without repetition
+ * For N captions of a pixel-space store of the training images (DIR/
+ * latents/train of a pixel-space run; for a model on VAE latents --store
+ * names the pixel store of the same images, DIR/pixels/train in the demo:
+ * samples are decoded through the run's VAE), drawn without repetition
  * by a seeded shuffle, the model samples one image per caption; the image
  * is compared with every training image in a fixed feature space (the RGB
  * image average-pooled to 16x16, values in [-1, 1], L2 distance) and the
@@ -11,7 +13,11 @@
  * The same is measured for the untrained model (the same architecture with
  * the trainer's random initialisation) and given next to chance (k over the
  * number of training images, what a sampler ignoring the prompt reaches on
- * average). Output: a text table, and JSON (--json FILE). */
+ * average). Next to the ranks, how close each sample comes to its own
+ * caption's image: the PSNR of the features against the nearest training
+ * image with that caption (peak-to-peak 2), averaged over the captions: it
+ * still separates models when both retrieve every caption. Output: a text
+ * table, and JSON (--json FILE). */
 #include <math.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -44,15 +50,19 @@ typedef struct eval_options {
 static void usage(FILE *f) {
   fprintf(f, "usage: sdw eval MODEL --data DIR [options]\n"
              "\n"
-             "Prompt-to-image retrieval accuracy of a pixel-space model (the demo's): for N\n"
-             "training captions, samples an image, ranks the training images by distance in a\n"
-             "fixed feature space (16x16 average-pooled RGB, L2) and counts the captions whose\n"
-             "own image is the nearest (top-1) or among the k nearest (top-k); the same for the\n"
-             "untrained model (same architecture, random init) and for chance (k / images).\n"
+             "Prompt-to-image retrieval accuracy of a model trained on small images (the\n"
+             "demo's): for N training captions, samples an image, ranks the training images by\n"
+             "distance in a fixed feature space (16x16 average-pooled RGB, L2) and counts the\n"
+             "captions whose own image is the nearest (top-1) or among the k nearest (top-k),\n"
+             "with the mean PSNR of each sample to its own image; the same for the untrained\n"
+             "model (same architecture, random init) and for chance (k / images).\n"
              "\n"
              "  MODEL               a run directory (its latest checkpoint) or a checkpoint file\n"
              "  --data DIR          data directory whose latents/train store is the training set\n"
-             "  --store DIR         the latent store itself (instead of --data)\n"
+             "                      (a pixel-space run's)\n"
+             "  --store DIR         a pixel-space store of the training images (instead of\n"
+             "                      --data; for a model on VAE latents, the store the VAE\n"
+             "                      trained on: sdw pipeline encode --vae pixels --store NAME)\n"
              "  --count N           captions to test (default 50)\n"
              "  --k K               the top-k of the report (default 5)\n"
              "  --steps S           DDIM steps per image (default 25)\n"
@@ -189,7 +199,8 @@ static sdw_status gallery_load(const char *dir, gallery *g) {
   if (C != 3 || H != W || H % FEAT_SIDE || sdw_latent_store_scaling_factor(g->store) != 1.0)
     return sdw_fail(SDW_ERR_UNSUPPORTED,
                     "%s is not a pixel-space store (3 channels, square, a multiple of 16, "
-                    "scaling 1: encode with --vae pixels); it holds %dx%dx%d latents",
+                    "scaling 1: encode with --vae pixels, and give it with --store for a "
+                    "model on VAE latents); it holds %dx%dx%d latents",
                     dir, C, H, W);
   g->n = sdw_latent_store_count(g->store);
   g->side = H;
@@ -228,7 +239,8 @@ static void gallery_free(gallery *g) {
 
 /* Rank (0-based) of the first training image with the query's caption
  * among all training images sorted by distance to feat. */
-static int64_t rank_of(const gallery *g, const float *feat, const char *caption, int64_t *nearest) {
+static int64_t rank_of(const gallery *g, const float *feat, const char *caption, int64_t *nearest,
+                       double *own_mse) {
   const size_t fd = 3 * FEAT_SIDE * FEAT_SIDE;
   double best_own = INFINITY, best_any = INFINITY;
   double *dist = malloc((size_t)g->n * sizeof *dist);
@@ -250,6 +262,7 @@ static int64_t rank_of(const gallery *g, const float *feat, const char *caption,
   for (int64_t i = 0; i < g->n; i++)
     if (dist[i] < best_own && strcmp(g->caption[i], caption) != 0) rank++;
   free(dist);
+  *own_mse = best_own / (double)fd;
   return rank;
 }
 
@@ -267,7 +280,8 @@ static void on_signal(int sig) {
 
 typedef struct eval_result {
   int64_t top1, topk, n;
-  int64_t *ranks; /* [n]: per query, training images closer than its own */
+  double psnr_sum; /* PSNR of each sample against its own caption's image */
+  int64_t *ranks;  /* [n]: per query, training images closer than its own */
   double seconds;
   int64_t step;
 } eval_result;
@@ -309,7 +323,10 @@ static sdw_status eval_model(const eval_options *o, sdw_demo_model *m, const gal
           img[(size_t)c * S * S + p] = im[(size_t)p * 3 + c] / 127.5f - 1.0f;
       features_chw(img, S, feat);
       int64_t nearest = 0;
-      const int64_t rank = rank_of(g, feat, jobs[i].prompt, &nearest);
+      double own_mse = 0;
+      const int64_t rank = rank_of(g, feat, jobs[i].prompt, &nearest, &own_mse);
+      /* features in [-1, 1]: peak-to-peak 2; an exact match counts as 60 dB */
+      r->psnr_sum += own_mse > 4e-6 ? 10.0 * log10(4.0 / own_mse) : 60.0;
       if (r->ranks) r->ranks[b + i] = rank;
       r->top1 += rank < 1;
       r->topk += rank < o->k;
@@ -413,12 +430,13 @@ static int run_eval(const eval_options *o) {
            (long long)g.n, (long long)nq, (long long)o->steps, o->cfg);
     char label[64];
     snprintf(label, sizeof label, "trained (step %lld)", (long long)trained.step);
-    printf("  %-26s top-1 %6.1f%%   top-%lld %6.1f%%   (%.1f s)\n", label,
-           100.0 * trained.top1 / nq, (long long)o->k, 100.0 * trained.topk / nq, trained.seconds);
+    printf("  %-26s top-1 %6.1f%%   top-%lld %6.1f%%   PSNR to own %5.2f dB   (%.1f s)\n", label,
+           100.0 * trained.top1 / nq, (long long)o->k, 100.0 * trained.topk / nq,
+           trained.psnr_sum / nq, trained.seconds);
     if (o->baseline)
-      printf("  %-26s top-1 %6.1f%%   top-%lld %6.1f%%   (%.1f s)\n", "untrained (random init)",
-             100.0 * untrained.top1 / nq, (long long)o->k, 100.0 * untrained.topk / nq,
-             untrained.seconds);
+      printf("  %-26s top-1 %6.1f%%   top-%lld %6.1f%%   PSNR to own %5.2f dB   (%.1f s)\n",
+             "untrained (random init)", 100.0 * untrained.top1 / nq, (long long)o->k,
+             100.0 * untrained.topk / nq, untrained.psnr_sum / nq, untrained.seconds);
     printf("  %-26s top-1 %6.1f%%   top-%lld %6.1f%%\n", "chance", 100 * chance1, (long long)o->k,
            100 * chancek);
     if (o->json) {
@@ -437,6 +455,7 @@ static int run_eval(const eval_options *o) {
       cJSON_AddNumberToObject(t, "step", (double)trained.step);
       cJSON_AddNumberToObject(t, "top1", (double)trained.top1 / nq);
       cJSON_AddNumberToObject(t, "topk", (double)trained.topk / nq);
+      cJSON_AddNumberToObject(t, "own_psnr_db", trained.psnr_sum / nq);
       cJSON_AddNumberToObject(t, "seconds", trained.seconds);
       cJSON *tr = cJSON_AddArrayToObject(t, "ranks");
       for (int64_t i = 0; trained.ranks && i < nq; i++)
@@ -445,6 +464,7 @@ static int run_eval(const eval_options *o) {
         cJSON *u = cJSON_AddObjectToObject(root, "untrained");
         cJSON_AddNumberToObject(u, "top1", (double)untrained.top1 / nq);
         cJSON_AddNumberToObject(u, "topk", (double)untrained.topk / nq);
+        cJSON_AddNumberToObject(u, "own_psnr_db", untrained.psnr_sum / nq);
         cJSON_AddNumberToObject(u, "seconds", untrained.seconds);
         cJSON *ur = cJSON_AddArrayToObject(u, "ranks");
         for (int64_t i = 0; untrained.ranks && i < nq; i++)

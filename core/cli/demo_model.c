@@ -1,4 +1,4 @@
-/* Loading a pixel-space trainer checkpoint for sampling (see demo_model.h). */
+/* Loading a trainer checkpoint for sampling (see demo_model.h). */
 #include "core/cli/demo_model.h"
 
 #include <stdio.h>
@@ -167,7 +167,8 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
   if (config) sdw_run_config_value(config, "sample_cfg", cfg_text, sizeof cfg_text);
   if (st == SDW_OK && cfg_text[0] && !sdw_parse_double(cfg_text, 0, 1000, &m->sample_cfg))
     st = sdw_fail(SDW_ERR_FORMAT, "%s: bad sample_cfg '%s' in its config", m->checkpoint, cfg_text);
-  char te_path[4096] = "", prediction[32] = "";
+  char te_path[4096] = "", prediction[32] = "", vae_path[4096] = "";
+  if (config) sdw_run_config_value(config, "vae", vae_path, sizeof vae_path);
   sdw_prediction_type pt = SDW_PREDICT_EPSILON;
   if (config) sdw_run_config_value(config, "prediction_type", prediction, sizeof prediction);
   if (st == SDW_OK && prediction[0] && !sdw_prediction_type_from_name(prediction, &pt))
@@ -222,8 +223,12 @@ sdw_status sdw_demo_model_open_with(const char *path, const sdw_demo_model_optio
   if (st == SDW_OK) m->te_ok = true;
   if (st == SDW_OK && !vocab[0]) st = sdw_tokenizer_default_vocab(vocab, sizeof vocab);
   if (st == SDW_OK) st = sdw_tokenizer_load(vocab, o->tokenizer, &m->tok); /* as the trainer */
+  if (st == SDW_OK && vae_path[0] && strcmp(vae_path, "pixels") != 0) {
+    st = sdw_vae_open(&m->vae, m->ctx, vae_path, NULL, SDW_VAE_DECODER);
+    m->vae_ok = st == SDW_OK;
+  }
   if (st == SDW_OK) {
-    sdw_txt2img_parts parts = {m->tok, &m->te, &m->unet, NULL};
+    sdw_txt2img_parts parts = {m->tok, &m->te, &m->unet, m->vae_ok ? &m->vae : NULL};
     st = sdw_txt2img_create(m->ctx, &parts, &m->pipe);
     if (st == SDW_OK) sdw_txt2img_set_prediction(m->pipe, pt);
   }
@@ -239,6 +244,7 @@ void sdw_demo_model_close(sdw_demo_model *m) {
   sdw_txt2img_free(m->pipe);
   if (m->unet_ok) sdw_unet_free(&m->unet);
   if (m->te_ok) sdw_clip_text_free(&m->te);
+  if (m->vae_ok) sdw_vae_free(&m->vae);
   if (m->tok) sdw_tokenizer_free(m->tok);
   if (m->ctx) sdw_ctx_destroy(m->ctx);
   memset(m, 0, sizeof *m);

@@ -1,8 +1,9 @@
 /* What `sdw eval`, `sdw demo` and `sdw sample` (for a pixel-space run)
- * sample from: a trainer checkpoint of a pixel-space model
- * (core/train/checkpoint.h; the UNet's config.json and the run's config are
- * in its metadata) with the frozen text encoder the run names, as a txt2img
- * pipeline without a VAE. Or the same architecture untrained (the trainer's
+ * sample from: a trainer checkpoint (core/train/checkpoint.h; the UNet's
+ * config.json and the run's config are in its metadata) with the frozen
+ * text encoder the run names, as a txt2img pipeline: without a VAE for a
+ * pixel-space run (vae = pixels), with the decoder of the run's vae
+ * otherwise. Or the same architecture untrained (the trainer's
  * random initialisation), the baseline of eval. */
 #ifndef SDW_CLI_DEMO_MODEL_H
 #define SDW_CLI_DEMO_MODEL_H
@@ -17,7 +18,9 @@ typedef struct sdw_demo_model {
   sdw_tokenizer *tok;
   sdw_clip_text te;
   sdw_unet unet;
-  bool te_ok, unet_ok;
+  sdw_vae vae; /* the run's VAE decoder (a latent-space run, e.g. the demo's
+                  trained tiny VAE); unused in pixel space */
+  bool te_ok, unet_ok, vae_ok;
   sdw_txt2img *pipe;
   int64_t step;          /* the checkpoint's optimizer steps (0 untrained) */
   bool ema;              /* the EMA weights were loaded */

@@ -283,7 +283,9 @@ static const char *ldm_part_config(const char *model, const char *component, cha
  * inside a diffusers pipeline, the pipeline itself, or the single file. */
 /* The text encoder or VAE an sdw train run used (its config.ini), for a run
  * directory or a checkpoint in RUN/checkpoints/. */
-static bool run_part(const char *model, const char *component, char *buf, size_t size) {
+/* The train config of the sdw run model is (a run directory or a checkpoint
+ * in RUN/checkpoints/) into *c; false when it is not one. */
+static bool run_config(const char *model, sdw_train_config *c) {
   char run[4096], ini[4200];
   if (is_dir(model)) {
     snprintf(run, sizeof run, "%s", model);
@@ -293,10 +295,14 @@ static bool run_part(const char *model, const char *component, char *buf, size_t
     parent_dir(ck, run, sizeof run);
   }
   if (!join(ini, sizeof ini, run, "config.ini") || !is_file(ini)) return false;
+  sdw_train_config_defaults(c);
+  return sdw_train_config_load(c, ini) == SDW_OK;
+}
+
+static bool run_part(const char *model, const char *component, char *buf, size_t size) {
   sdw_train_config *c = malloc(sizeof *c);
   if (!c) return false;
-  sdw_train_config_defaults(c);
-  bool ok = sdw_train_config_load(c, ini) == SDW_OK;
+  bool ok = run_config(model, c);
   const char *v = strcmp(component, "vae") == 0 ? c->vae : c->text_encoder;
   ok = ok && v[0] && strcmp(v, "none") != 0;
   if (ok) snprintf(buf, size, "%s", v);
@@ -460,6 +466,13 @@ sdw_status sdw_txt2img_open(sdw_ctx *ctx, const sdw_txt2img_source *src, sdw_txt
     return st;
   }
   sdw_txt2img_own_parts(p, true, true, true, true);
+  /* an sdw run samples with what it was trained to predict */
+  sdw_train_config *tc = malloc(sizeof *tc);
+  sdw_prediction_type pt;
+  if (tc && run_config(src->model, tc) && sdw_prediction_type_from_name(tc->prediction_type, &pt))
+    sdw_txt2img_set_prediction(p, pt);
+  free(tc);
+  sdw_clear_error();
   if (src->low_memory) {
     sdw_txt2img_set_low_memory(p, reload_part, recipe, free);
     sdw_txt2img_mark_released(p, SDW_TXT2IMG_PART_TEXT_ENCODER);

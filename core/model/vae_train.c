@@ -12,9 +12,14 @@
 #include "core/model/vae_train.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <cjson/cJSON.h>
+
+#include "core/base/fsutil.h"
+#include "core/base/safetensors.h"
 #include "core/model/unet_blocks.h"
 
 typedef enum node_kind {
@@ -82,7 +87,8 @@ static sdw_status talloc(tape *t, sdw_tensor *out, int ndim, const int64_t *shap
   const int64_t n = sdw_tensor_numel(out);
   out->device = (sdw_device){t->ctx->ops->device, 0};
   if (!t->arena) {
-    t->dry_bytes += ((size_t)n * sizeof(float) + SDW_ARENA_ALIGN - 1) & ~(size_t)(SDW_ARENA_ALIGN - 1);
+    t->dry_bytes +=
+        ((size_t)n * sizeof(float) + SDW_ARENA_ALIGN - 1) & ~(size_t)(SDW_ARENA_ALIGN - 1);
     if (n > t->largest) t->largest = n;
     return SDW_OK;
   }
@@ -160,8 +166,7 @@ static sdw_status res_fwd(tape *t, const sdw_vae_resnet *m, const sdw_tensor *x,
   SDW_TRY(norm_silu(t, x, &m->norm1_w, &m->norm1_b, &nd->mean, &nd->rstd, &nd->n, &nd->a));
   SDW_TRY(talloc4(t, &nd->h, N, m->out_ch, H, W));
   OP(t, ops->conv2d_forward(t->ctx, &nd->a, &m->conv1_w, &m->conv1_b, 1, 1, &nd->h));
-  SDW_TRY(norm_silu(t, &nd->h, &m->norm2_w, &m->norm2_b, &nd->mean2, &nd->rstd2, &nd->n2,
-                    &nd->a2));
+  SDW_TRY(norm_silu(t, &nd->h, &m->norm2_w, &m->norm2_b, &nd->mean2, &nd->rstd2, &nd->n2, &nd->a2));
   SDW_TRY(talloc4(t, y, N, m->out_ch, H, W));
   OP(t, ops->conv2d_forward(t->ctx, &nd->a2, &m->conv2_w, &m->conv2_b, 1, 1, y));
   if (m->has_shortcut) {
@@ -203,8 +208,8 @@ static sdw_status attn_fwd(tape *t, const sdw_vae_attention *m, const sdw_tensor
   SDW_TRY(talloc(t, &nd->o, 4, heads));
   SDW_TRY(talloc(t, &nd->lse, 3, (int64_t[]){N, 1, T}));
   const float scale = (float)(1.0 / sqrt((double)C));
-  OP(t, ops->attention_forward(t->ctx, &nd->q, &nd->k, &nd->v, NULL, false, scale, &nd->o,
-                               &nd->lse));
+  OP(t,
+     ops->attention_forward(t->ctx, &nd->q, &nd->k, &nd->v, NULL, false, scale, &nd->o, &nd->lse));
   sdw_tensor out_tok;
   SDW_TRY(talloc(t, &out_tok, 3, ntc));
   sdw_tensor o3 = view(&nd->o, 3, ntc);
@@ -381,12 +386,12 @@ static sdw_status res_bwd(const grad_ctx *gc, const node *nd, const sdw_tensor *
   SDW_TRY(zeros_like(gc, &nd->a2, &da2));
   SDW_TRY(conv_bwd(gc, &nd->a2, &m->conv2_w, &m->conv2_b, 1, 1, dy, &da2));
   SDW_TRY(zeros_like(gc, &nd->h, &dh));
-  SDW_TRY(norm_silu_bwd(gc, &nd->h, &m->norm2_w, &m->norm2_b, &nd->mean2, &nd->rstd2, &nd->n2,
-                        &da2, &dh));
+  SDW_TRY(norm_silu_bwd(gc, &nd->h, &m->norm2_w, &m->norm2_b, &nd->mean2, &nd->rstd2, &nd->n2, &da2,
+                        &dh));
   SDW_TRY(zeros_like(gc, &nd->a, &da));
   SDW_TRY(conv_bwd(gc, &nd->a, &m->conv1_w, &m->conv1_b, 1, 1, &dh, &da));
-  SDW_TRY(norm_silu_bwd(gc, &nd->x, &m->norm1_w, &m->norm1_b, &nd->mean, &nd->rstd, &nd->n, &da,
-                        dx));
+  SDW_TRY(
+      norm_silu_bwd(gc, &nd->x, &m->norm1_w, &m->norm1_b, &nd->mean, &nd->rstd, &nd->n, &da, dx));
   sdw_arena_reset_to(gc->arena, mark);
   return SDW_OK;
 }
@@ -448,8 +453,7 @@ static sdw_status down_bwd(const grad_ctx *gc, const node *nd, const sdw_tensor 
   return SDW_OK;
 }
 
-static sdw_status up_bwd(const grad_ctx *gc, const node *nd, const sdw_tensor *dy,
-                         sdw_tensor *dx) {
+static sdw_status up_bwd(const grad_ctx *gc, const node *nd, const sdw_tensor *dy, sdw_tensor *dx) {
   const size_t mark = sdw_arena_mark(gc->arena);
   sdw_tensor dup;
   SDW_TRY(zeros_like(gc, &nd->up, &dup));
@@ -520,8 +524,8 @@ static double posterior_forward(const float *moments, const float *noise, int64_
 /* dmoments (host, overwritten) from dz and the KL term's weight kw (its
  * factor in the loss, kl_weight / N). torch's clamp passes the gradient
  * where min <= logvar <= max. */
-static void posterior_backward(const float *moments, const float *noise, const float *dz,
-                               int64_t n, int64_t lat, int64_t hw, double kw, float *dmoments) {
+static void posterior_backward(const float *moments, const float *noise, const float *dz, int64_t n,
+                               int64_t lat, int64_t hw, double kw, float *dmoments) {
   for (int64_t b = 0; b < n; b++)
     for (int64_t i = 0; i < lat * hw; i++) {
       const int64_t im = (b * 2 * lat) * hw + i, il = (b * 2 * lat + lat) * hw + i;
@@ -545,8 +549,8 @@ sdw_status sdw_vae_grads_create(sdw_vae *grads, const sdw_vae *m) {
 }
 
 sdw_status sdw_vae_grads_zero(sdw_vae *grads) {
-  sdw_tensor all = sdw_tensor_make(grads->params.flat, SDW_F32, 1,
-                                   (int64_t[]){(int64_t)grads->params.total});
+  sdw_tensor all =
+      sdw_tensor_make(grads->params.flat, SDW_F32, 1, (int64_t[]){(int64_t)grads->params.total});
   all.device = (sdw_device){grads->ctx->ops->device, 0};
   return grads->ctx->ops->fill(grads->ctx, &all, 0.0f);
 }
@@ -581,15 +585,6 @@ static void tape_init(tape *t, const sdw_vae *m, sdw_arena *arena) {
   t->eps = m->cfg.norm_eps;
 }
 
-/* The forward on the tape: moments, then (z given) the reconstruction. The
- * decoder's nodes start at *decoder_first. */
-static sdw_status forward(tape *t, const sdw_vae *m, const sdw_tensor *image, sdw_tensor *moments,
-                          const sdw_tensor *z, sdw_tensor *recon, int *decoder_first) {
-  SDW_TRY(encoder_fwd(t, m, image, moments));
-  *decoder_first = t->count;
-  return decoder_fwd(t, m, z, recon);
-}
-
 static int64_t largest_input(const tape *t) {
   int64_t big = 0;
   for (int i = 0; i < t->count; i++) {
@@ -604,12 +599,12 @@ size_t sdw_vae_train_arena_bytes(const sdw_vae *m, int64_t n, int64_t height, in
   const int64_t lat = m->cfg.latent_channels;
   tape t;
   tape_init(&t, m, NULL);
-  sdw_tensor image = sdw_tensor_make(NULL, SDW_F32, 4,
-                                     (int64_t[]){n, m->cfg.in_channels, height, width});
+  sdw_tensor image =
+      sdw_tensor_make(NULL, SDW_F32, 4, (int64_t[]){n, m->cfg.in_channels, height, width});
   sdw_tensor z = sdw_tensor_make(NULL, SDW_F32, 4, (int64_t[]){n, lat, height / f, width / f});
   sdw_tensor moments, recon;
-  int first;
-  sdw_status st = forward(&t, m, &image, &moments, &z, &recon, &first);
+  sdw_status st = encoder_fwd(&t, m, &image, &moments);
+  if (st == SDW_OK) st = decoder_fwd(&t, m, &z, &recon);
   SDW_ASSERT(st == SDW_OK);
   const int64_t big = largest_input(&t) > t.largest ? largest_input(&t) : t.largest;
   free(t.nodes);
@@ -619,9 +614,9 @@ size_t sdw_vae_train_arena_bytes(const sdw_vae *m, int64_t n, int64_t height, in
          (size_t)big * 6 * sizeof(float) + 64 * SDW_ARENA_ALIGN + (size_t)n * 64;
 }
 
-sdw_status sdw_vae_train_step(sdw_vae *m, sdw_vae *grads, sdw_arena *arena,
-                              const sdw_tensor *image, const sdw_tensor *noise, double kl_weight,
-                              sdw_vae_train_loss *loss, sdw_tensor *recon) {
+sdw_status sdw_vae_train_step(sdw_vae *m, sdw_vae *grads, sdw_arena *arena, const sdw_tensor *image,
+                              const sdw_tensor *noise, double kl_weight, sdw_vae_train_loss *loss,
+                              sdw_tensor *recon) {
   SDW_TRY(check_inputs(m, image, noise));
   if (!(kl_weight >= 0))
     return sdw_fail(SDW_ERR_INVALID_ARGUMENT, "VAE training: kl_weight must be >= 0");
@@ -667,8 +662,8 @@ sdw_status sdw_vae_train_step(sdw_vae *m, sdw_vae *grads, sdw_arena *arena,
   if (st == SDW_OK && recon) st = ops->copy(ctx, &out, recon);
   /* backward: the gradient slots lie above the tape */
   float *slots[2] = {NULL, NULL};
-  const int64_t big = largest_input(&t) > sdw_tensor_numel(&out) ? largest_input(&t)
-                                                                   : sdw_tensor_numel(&out);
+  const int64_t big =
+      largest_input(&t) > sdw_tensor_numel(&out) ? largest_input(&t) : sdw_tensor_numel(&out);
   for (int i = 0; i < 2 && st == SDW_OK; i++) {
     slots[i] = sdw_arena_alloc(arena, (size_t)big * sizeof(float));
     if (!slots[i]) st = SDW_ERR_OUT_OF_MEMORY;
@@ -702,5 +697,58 @@ sdw_status sdw_vae_train_step(sdw_vae *m, sdw_vae *grads, sdw_arena *arena,
   free(host);
   free(t.nodes);
   sdw_arena_reset_to(arena, mark);
+  return st;
+}
+
+/* --- saving ------------------------------------------------------------------- */
+
+static char *config_json(const sdw_vae_config *c) {
+  cJSON *j = cJSON_CreateObject();
+  cJSON *ch = cJSON_CreateArray(), *down = cJSON_CreateArray(), *up = cJSON_CreateArray();
+  for (int l = 0; l < c->levels; l++) {
+    cJSON_AddItemToArray(ch, cJSON_CreateNumber(c->block_out_channels[l]));
+    cJSON_AddItemToArray(down, cJSON_CreateString("DownEncoderBlock2D"));
+    cJSON_AddItemToArray(up, cJSON_CreateString("UpDecoderBlock2D"));
+  }
+  cJSON_AddStringToObject(j, "_class_name", "AutoencoderKL");
+  cJSON_AddStringToObject(j, "_diffusers_version", "0.25.1");
+  cJSON_AddStringToObject(j, "act_fn", "silu");
+  cJSON_AddItemToObject(j, "block_out_channels", ch);
+  cJSON_AddItemToObject(j, "down_block_types", down);
+  cJSON_AddItemToObject(j, "up_block_types", up);
+  cJSON_AddNumberToObject(j, "in_channels", c->in_channels);
+  cJSON_AddNumberToObject(j, "out_channels", c->out_channels);
+  cJSON_AddNumberToObject(j, "latent_channels", c->latent_channels);
+  cJSON_AddNumberToObject(j, "layers_per_block", c->layers_per_block);
+  cJSON_AddNumberToObject(j, "norm_num_groups", c->norm_groups);
+  cJSON_AddNumberToObject(j, "sample_size", c->sample_size);
+  cJSON_AddNumberToObject(j, "scaling_factor", c->scaling_factor);
+  cJSON_AddBoolToObject(j, "mid_block_add_attention", c->mid_attention);
+  cJSON_AddBoolToObject(j, "use_quant_conv", c->use_quant_conv);
+  cJSON_AddBoolToObject(j, "use_post_quant_conv", c->use_post_quant_conv);
+  cJSON_AddBoolToObject(j, "force_upcast", true);
+  char *text = cJSON_Print(j);
+  cJSON_Delete(j);
+  return text;
+}
+
+sdw_status sdw_vae_save(const sdw_vae *m, const char *dir, const char *note) {
+  char path[4200];
+  sdw_safetensors_writer *w = NULL;
+  SDW_TRY(sdw_safetensors_writer_create(&w));
+  sdw_status st = SDW_OK;
+  for (int i = 0; i < m->params.count && st == SDW_OK; i++)
+    st = sdw_safetensors_writer_add_tensor(w, m->params.items[i].name, &m->params.items[i].value);
+  if (st == SDW_OK) st = sdw_safetensors_writer_set_metadata(w, "format", "pt");
+  if (st == SDW_OK && note) st = sdw_safetensors_writer_set_metadata(w, "note", note);
+  snprintf(path, sizeof path, "%s/diffusion_pytorch_model.safetensors", dir);
+  if (st == SDW_OK) st = sdw_safetensors_writer_write(w, path);
+  sdw_safetensors_writer_destroy(w);
+  SDW_TRY(st);
+  char *text = config_json(&m->cfg);
+  if (!text) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "out of memory");
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  st = sdw_atomic_write(path, text, strlen(text));
+  free(text);
   return st;
 }

@@ -56,13 +56,19 @@ sdw_status sdw_vae_grads_zero(sdw_vae *grads);
  * recon (may be NULL) receives the reconstruction [N, out_channels, H, W]
  * (a backend tensor of that shape). The arena is back at its entry mark on
  * return. kl_weight >= 0. */
-sdw_status sdw_vae_train_step(sdw_vae *m, sdw_vae *grads, sdw_arena *arena,
-                              const sdw_tensor *image, const sdw_tensor *noise, double kl_weight,
-                              sdw_vae_train_loss *loss, sdw_tensor *recon);
+sdw_status sdw_vae_train_step(sdw_vae *m, sdw_vae *grads, sdw_arena *arena, const sdw_tensor *image,
+                              const sdw_tensor *noise, double kl_weight, sdw_vae_train_loss *loss,
+                              sdw_tensor *recon);
 
 /* Arena bytes one sdw_vae_train_step of that batch takes (the saved
  * activations and the backward's temporaries). */
 size_t sdw_vae_train_arena_bytes(const sdw_vae *m, int64_t n, int64_t height, int64_t width);
+
+/* Writes m as a diffusers vae folder: dir/diffusion_pytorch_model.safetensors
+ * (every parameter, F32, diffusers' names; note in the metadata) and then
+ * dir/config.json (AutoencoderKL with m->cfg, scaling_factor included),
+ * each atomically. dir must exist. CPU-backend parameters. */
+sdw_status sdw_vae_save(const sdw_vae *m, const char *dir, const char *note);
 
 #ifdef __cplusplus
 }

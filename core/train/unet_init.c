@@ -38,16 +38,30 @@ sdw_status sdw_unet_init_random(sdw_unet *m, uint64_t seed) {
   return sdw_unet_init_random_with(m, seed, SDW_ZERO_INIT_SEED);
 }
 
+typedef struct zero_rule {
+  bool seed_topology;
+  sdw_zero_init zero;
+} zero_rule;
+
+static bool unet_zero(const char *name, void *arg) {
+  const zero_rule *r = arg;
+  return r->seed_topology && zero_initialised(name, r->zero);
+}
+
 sdw_status sdw_unet_init_random_with(sdw_unet *m, uint64_t seed, sdw_zero_init zero) {
-  sdw_params *p = &m->params;
+  zero_rule rule = {m->cfg.topology == SDW_UNET_SEED, zero};
+  return sdw_params_init_random(&m->params, seed, unet_zero, &rule);
+}
+
+sdw_status sdw_params_init_random(sdw_params *p, uint64_t seed,
+                                  bool (*zero)(const char *name, void *arg), void *arg) {
   float *host = calloc(p->total ? p->total : 1, sizeof *host);
   if (!host) return sdw_fail(SDW_ERR_OUT_OF_MEMORY, "init: out of memory");
-  const bool seed_topology = m->cfg.topology == SDW_UNET_SEED;
   for (int i = 0; i < p->count; i++) {
     const sdw_param *it = &p->items[i];
     const int64_t n = sdw_tensor_numel(&it->value);
     float *dst = host + it->offset;
-    if (seed_topology && zero_initialised(it->name, zero)) continue; /* zeros */
+    if (zero && zero(it->name, arg)) continue; /* zeros */
     double bound = 0;
     if (it->value.ndim >= 2) {
       bound = 1.0 / sqrt((double)fan_in(&it->value));
@@ -70,7 +84,7 @@ sdw_status sdw_unet_init_random_with(sdw_unet *m, uint64_t seed, sdw_zero_init z
     for (int64_t k = 0; k < n; k++)
       dst[k] = (float)((2.0 * dst[k] - 1.0) * bound);
   }
-  sdw_status st = m->ctx->ops->upload(m->ctx, p->flat, host, p->total * sizeof *host);
+  sdw_status st = p->ctx->ops->upload(p->ctx, p->flat, host, p->total * sizeof *host);
   free(host);
   return st;
 }

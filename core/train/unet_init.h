@@ -46,6 +46,12 @@ bool sdw_zero_init_from_name(const char *name, sdw_zero_init *out);
  * random values of every other parameter are the same for both). */
 sdw_status sdw_unet_init_random_with(sdw_unet *m, uint64_t seed, sdw_zero_init zero);
 
+/* The rule above for any parameter set whose names end in weight / bias
+ * (the VAE's too): parameters for which zero(name, arg) is true (zero may
+ * be NULL) start at 0. Parameter i draws from subsequence 0x696e6974 + i. */
+sdw_status sdw_params_init_random(sdw_params *p, uint64_t seed,
+                                  bool (*zero)(const char *name, void *arg), void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -10,7 +10,8 @@
 # and top-k per caption: every query's rank (training images closer than its
 # own) and the fractions must equal eval's JSON (features agree to
 # ~1e-6, a tie within that is improbable with 768 float features); chance
-# must be k over the store's count; the report's counts and format fixed.
+# must be k over the store's count; the report's counts and format fixed;
+# the mean PSNR of each sample to its caption's own image as numpy finds it.
 # Then usage errors (exit 2) and a model that does not exist (exit 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -56,6 +57,7 @@ gal = pool(lat)
 files = sorted(glob.glob(os.path.join(img_dir, "trained-*.png")))
 assert len(files) == 6, files
 top1 = topk = 0
+psnr = []
 for q, f in enumerate(files):
     im = Image.open(f)
     prompt = im.text["parameters"]
@@ -64,12 +66,18 @@ for q, f in enumerate(files):
     x = (a / 127.5 - 1.0).transpose(2, 0, 1)[None]
     d = ((gal - pool(x)) ** 2).sum(axis=1)
     own = min(d[i] for i in range(n) if caps[i] == prompt)
+    mse = own / gal.shape[1]
+    psnr.append(10 * np.log10(4 / mse) if mse > 4e-6 else 60.0)
     rank = sum(1 for i in range(n) if d[i] < own and caps[i] != prompt)
     assert r["trained"]["ranks"][q] == rank, (q, prompt, r["trained"]["ranks"][q], rank)
     top1 += rank < 1
     topk += rank < 3
 assert abs(r["trained"]["top1"] - top1 / 6) < 1e-9, (r["trained"], top1)
 assert abs(r["trained"]["topk"] - topk / 6) < 1e-9, (r["trained"], topk)
+# the PSNR to the caption's own image: the PNG holds the sample rounded to
+# 8 bits (+-1/255 on [-1, 1] values), worth well under 0.1 dB at these errors
+assert abs(r["trained"]["own_psnr_db"] - np.mean(psnr)) < 0.1, (r["trained"], np.mean(psnr))
+assert np.isfinite(r["untrained"]["own_psnr_db"])
 assert 0 <= r["untrained"]["top1"] <= r["untrained"]["topk"] <= 1
 assert len(r["untrained"]["ranks"]) == 6
 print("eval: ranks %s, top-1 %d/6, top-3 %d/6 as numpy recomputes them"
