@@ -25,9 +25,9 @@ static int compare_names(const void *a, const void *b) {
 
 /* Stage names in pipeline order first, then any others alphabetically. */
 static int stage_rank(const char *name) {
-  static const char *const order[] = {"metadata",   "filter",      "download",
-                                      "preprocess", "build",       "encode",
-                                      "emoji",      "diffusiondb", "filter-captions"};
+  static const char *const order[] = {"metadata", "filter",        "download",       "preprocess",
+                                      "build",    "encode-pixels", "train-vae",      "encode",
+                                      "emoji",    "diffusiondb",   "filter-captions"};
   for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
     if (strcmp(order[i], name) == 0) return (int)i;
   return 100;

@@ -96,9 +96,8 @@ double sdw_test_max_abs_f64(const double *a, int64_t n);
  * any); otherwise a test failure naming it, and NULL. */
 struct sdw_safetensors;
 struct sdw_safetensors_entry;
-const struct sdw_safetensors_entry *sdw_test_golden_tensor(const struct sdw_safetensors *f,
-                                                           const char *name, int dtype,
-                                                           int64_t numel);
+const struct sdw_safetensors_entry *
+sdw_test_golden_tensor(const struct sdw_safetensors *f, const char *name, int dtype, int64_t numel);
 
 /* Checks a normwise relative error against tol, naming what was compared. */
 #define CHECK_REL(err, tol, what)                                                                  \

@@ -124,7 +124,8 @@ SDW_TEST(clip_train_backward_matches_transformers_autograd) {
     sdw_tensor ids = {0}, mask = {0}, R = {0};
     CHECK_OK(sdw_safetensors_tensor(io, sdw_safetensors_find(io, "input_ids"), &ids));
     CHECK_OK(sdw_safetensors_tensor(io, sdw_safetensors_find(io, "attention_mask"), &mask));
-    CHECK_OK(sdw_safetensors_tensor(gold, sdw_test_golden_tensor(gold, "R", SDW_F32, GB * GT * GD), &R));
+    CHECK_OK(
+        sdw_safetensors_tensor(gold, sdw_test_golden_tensor(gold, "R", SDW_F32, GB * GT * GD), &R));
     float *last = sdw_test_alloc_guarded((size_t)GB * GT * GD, "last_hidden");
     float *ref = sdw_test_alloc_guarded((size_t)GB * GT * GD, "inference last_hidden");
     sdw_tensor lt = sdw_tensor_3d(last, SDW_F32, GB, GT, GD);

@@ -106,7 +106,8 @@ SDW_TEST(vae_train_step_matches_diffusers_autograd) {
             "loss");
   CHECK_REL(fabs(loss.rec - golden_scalar(gold, "rec")) / golden_scalar(gold, "rec"), 1e-5, "rec");
   CHECK_REL(fabs(loss.kl - golden_scalar(gold, "kl")) / golden_scalar(gold, "kl"), 1e-5, "kl");
-  const sdw_safetensors_entry *rf = sdw_test_golden_tensor(gold, "recon_f64", SDW_F64, N * 3 * H * W);
+  const sdw_safetensors_entry *rf =
+      sdw_test_golden_tensor(gold, "recon_f64", SDW_F64, N * 3 * H * W);
   if (rf) {
     double d = 0, top = 0;
     for (int64_t i = 0; i < rf->numel; i++) {

@@ -268,9 +268,11 @@ void sdw_run_model_apply_event(sdw_run_model *m, const cJSON *ev) {
 /* --- manifests ------------------------------------------------------------------------ */
 
 int sdw_run_stage_rank(const char *name) {
-  static const char *const order[] = {"emoji",      "diffusiondb", "metadata",
-                                      "filter",     "download",    "filter-captions",
-                                      "preprocess", "build",       "encode"};
+  /* encode-pixels and train-vae: the VAE of sdw demo --space vae, before
+   * the encode that uses it */
+  static const char *const order[] = {"emoji",         "diffusiondb",     "metadata",   "filter",
+                                      "download",      "filter-captions", "preprocess", "build",
+                                      "encode-pixels", "train-vae",       "encode"};
   for (size_t i = 0; i < sizeof order / sizeof order[0]; i++)
     if (strcmp(order[i], name) == 0) return (int)i;
   return 100;

@@ -82,10 +82,10 @@ static void print_help(FILE *out) {
           "  --rng philox|torch-cpu  noise generator: philox (default, same on CPU and GPU)\n"
           "                        or torch-cpu (torch.randn on a CPU generator seeded with\n"
           "                        the image's seed: the noise of the seed's inference.py)\n"
-          "  -W, --width N         image width in pixels, a multiple of 8 (default 512; a\n"
-          "                        pixel-space run: its training images' width)\n"
-          "  -H, --height N        image height in pixels, a multiple of 8 (default 512; a\n"
-          "                        pixel-space run: its training images' height)\n"
+          "  -W, --width N         image width in pixels, a multiple of 8 (default 512; an\n"
+          "                        sdw run: its training images' width)\n"
+          "  -H, --height N        image height in pixels, a multiple of 8 (default 512; an\n"
+          "                        sdw run: its training images' height)\n"
           "\n"
           "output:\n"
           "  --out PATH            one image: the PNG file (default output.png); several: a\n"
@@ -604,14 +604,20 @@ static int run(options *o, run_state *s) {
     omp_set_num_threads(o->threads);
     openblas_set_num_threads(o->threads);
   }
-  /* a pixel-space sdw run: no VAE, the training images' size (demo_model.h) */
+  /* an sdw run samples at its training images' size unless told; a
+   * pixel-space one has no VAE (demo_model.h) */
   sdw_demo_model_info info;
-  const bool pixels = sdw_demo_model_probe(o->model, &info) == SDW_OK && info.pixels;
+  const bool run = sdw_demo_model_probe(o->model, &info) == SDW_OK;
+  const bool pixels = run && info.pixels;
   sdw_clear_error();
   if (pixels && o->vae)
     return usage_error("--vae: %s is a pixel-space model (its config says vae = pixels): it "
                        "samples without a VAE",
                        o->model);
+  if (run && !pixels && info.width && (!o->width_set || !o->height_set)) {
+    if (!o->width_set) set->width = info.width;
+    if (!o->height_set) set->height = info.height;
+  }
   if (pixels && (!o->width_set || !o->height_set)) {
     if (!info.width) {
       fprintf(stderr,

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <cjson/cJSON.h>
+
 #include "core/base/fsutil.h"
 #include "core/base/parse.h"
 #include "core/base/png_image.h"
@@ -124,6 +126,21 @@ sdw_status sdw_demo_model_probe(const char *path, sdw_demo_model_info *out) {
     out->width = out->height = 0; /* the store moved: the caller asks for a size */
     sdw_clear_error();
   }
+  /* a VAE store's latents are smaller than its images: index.json's
+   * image_size (the square crop encode made) is the images' side */
+  char index[4200];
+  void *text = NULL;
+  size_t n = 0;
+  snprintf(index, sizeof index, "%s/index.json", out->train_data);
+  if (out->width && sdw_read_file(index, &text, &n) == SDW_OK) {
+    cJSON *root = cJSON_ParseWithLength(text, n);
+    const cJSON *side = root ? cJSON_GetObjectItem(root, "image_size") : NULL;
+    if (cJSON_IsNumber(side) && side->valuedouble >= 1 && side->valuedouble <= 65536)
+      out->width = out->height = (int)side->valuedouble;
+    cJSON_Delete(root);
+    free(text);
+  }
+  sdw_clear_error();
   return SDW_OK;
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `sdw demo --headless`, shortened (4 optimizer steps, 2-step previews, a
+# `sdw demo --headless --space pixels` (the pixel-space recipe; the default,
+# --space vae, is demo_vae.sh's), shortened (4 optimizer steps, 2-step previews, a
 # 4-caption report): the whole chain runs and leaves what the man page
 # promises, checked with other readers than sdw's:
 #  - the demo set: the emoji of the documented subgroups, as many as
@@ -28,7 +29,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
 "$SDW" demo --help | grep -- --headless >/dev/null
-"$SDW" demo --headless --dir "$tmp/demo" --steps 4 --minutes 5 --preview-steps 2 \
+"$SDW" demo --headless --space pixels --dir "$tmp/demo" --steps 4 --minutes 5 --preview-steps 2 \
   --eval-count 4 --eval-steps 2 >"$tmp/out1.txt" 2>&1 || { cat "$tmp/out1.txt"; exit 1; }
 for s in emoji filter download preprocess build encode; do
   grep "pipeline $s" "$tmp/out1.txt" >/dev/null || { echo "no $s stage"; exit 1; }
@@ -113,7 +114,8 @@ print("demo: stages, store, text encoder, run, grid and report as documented")
 EOF
 
 # again: the data set is reused and the run continues
-"$SDW" demo --headless --dir "$tmp/demo" --steps 6 --minutes 5 --preview-steps 2 --no-eval \
+"$SDW" demo --headless --space pixels --dir "$tmp/demo" --steps 6 --minutes 5 --preview-steps 2 \
+  --no-eval \
   >"$tmp/out2.txt" 2>&1 || { cat "$tmp/out2.txt"; exit 1; }
 grep "pipeline skipped" "$tmp/out2.txt" >/dev/null
 grep "continuing the run" "$tmp/out2.txt" >/dev/null

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# `make demo`'s path, shortened (40 emoji): `sdw demo` at a real terminal
-# (tmux) runs the pipeline, starts the training and opens the workbench on
+# `make demo`'s path, shortened (40 emoji, 20 train-vae steps): `sdw demo`
+# at a real terminal (tmux) runs the pipeline, starts the training and opens the workbench on
 # it; the previewer it starts writes demo-step-N.png previews; q leaves the
 # workbench with status 0 while the training goes on; `sdw ctl stop` then
 # stops it (a checkpoint first), and neither rank outlives it.
@@ -45,7 +45,7 @@ state_is() { [ "$(job_field state)" = "$1" ]; }
 run_gone() { ! pgrep -f -- "$R" >/dev/null; }
 
 T new-session -d -s demo -x 120 -y 40 \
-  "'$SDW' demo --dir '$tmp/demo' --limit 40 --steps 100000 --preview-steps 2; echo \$? >'$tmp/exit'; sleep 60"
+  "'$SDW' demo --dir '$tmp/demo' --limit 40 --vae-steps 20 --steps 100000 --preview-steps 2; echo \$? >'$tmp/exit'; sleep 60"
 wait_for 120 test -s "$R/job.json" || fail "no job.json"
 wait_for 60 screen_has "1 Pipeline" || fail "the workbench did not open"
 wait_for 60 screen_has "smoothed" || fail "no loss curve on the workbench"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `sdw demo --headless --space vae`, shortened (60 emoji, 40 train-vae
+# `sdw demo --headless` (the default, --space vae), shortened (60 emoji, 40 train-vae
 # steps, 4 optimizer steps, 2-step previews, a 4-caption report):
 #  - eight stages, each manifest done: the pixel store (encode-pixels), the
 #    VAE (train-vae) and the latent store it encodes (encode);
@@ -20,7 +20,7 @@ PY="$PWD/.venv-test/bin/python"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$SDW" demo --headless --space vae --dir "$tmp/demo" --limit 60 --vae-steps 40 --steps 4 \
+"$SDW" demo --headless --dir "$tmp/demo" --limit 60 --vae-steps 40 --steps 4 \
   --minutes 5 --preview-steps 2 --eval-count 4 --eval-steps 2 >"$tmp/out.txt" 2>&1 ||
   { cat "$tmp/out.txt"; exit 1; }
 grep "\[7/8\] pipeline train-vae" "$tmp/out.txt" >/dev/null
@@ -79,7 +79,8 @@ assert one.shape == (16, 16, 3) and np.abs(cell - one).max() == 0, np.abs(cell -
 PYEOF
 
 rc=0
-"$SDW" demo --headless --dir "$tmp/demo" --steps 6 --no-eval >"$tmp/err.txt" 2>&1 || rc=$?
+"$SDW" demo --headless --space pixels --dir "$tmp/demo" --steps 6 --no-eval >"$tmp/err.txt" 2>&1 ||
+  rc=$?
 [ "$rc" = 2 ] && grep -- "--space" "$tmp/err.txt" >/dev/null ||
   { echo "pixels over a VAE demo: exit $rc"; cat "$tmp/err.txt"; exit 1; }
 echo "demo_vae: ok"

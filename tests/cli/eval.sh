@@ -23,7 +23,8 @@ export SDW_ASSETS="$PWD/assets"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-"$SDW" demo --headless --dir "$tmp/demo" --limit 40 --steps 2 --no-eval --preview-steps 2 \
+"$SDW" demo --headless --space pixels --dir "$tmp/demo" --limit 40 --steps 2 --no-eval \
+  --preview-steps 2 \
   >"$tmp/demo.txt" 2>&1 || { cat "$tmp/demo.txt"; exit 1; }
 "$SDW" eval --help | grep -- --no-baseline >/dev/null
 "$SDW" eval "$tmp/demo/run" --data "$tmp/demo/data" --count 6 --k 3 --steps 2 --batch 4 \

@@ -37,7 +37,8 @@ fail() {
   exit 1
 }
 
-"$SDW" demo --headless --dir "$tmp/demo" --limit 40 --steps 1 --no-eval --preview-steps 1 \
+"$SDW" demo --headless --space pixels --dir "$tmp/demo" --limit 40 --steps 1 --no-eval \
+  --preview-steps 1 \
   >"$tmp/demo.txt" 2>&1 || { cat "$tmp/demo.txt"; fail "demo"; }
 store=$tmp/demo/data/latents/train
 common=(--config assets/demo/train.ini --set "model=$PWD/assets/demo/unet.json"

@@ -141,6 +141,12 @@ test "$(grep -c 'finished at step 64' "$R/events.log")" = 2
 # from its config.ini): the EMA weights by default, the raw ones with --no-ema
 "$SDW" sample --threads 1 --model "$R" --width 16 --height 16 --steps 3 --prompt "class 1" \
   --out "$tmp/run-ema.png" 2>/dev/null
+# without -W/-H a run samples at its training images' size (the store's
+# image_size: 16, its latents 8x8 through the f=2 VAE), not at 512
+"$SDW" sample --threads 1 --model "$R" --steps 1 --prompt "class 1" --out "$tmp/run-size.png" \
+  2>/dev/null
+"$PY" -c "from PIL import Image; import sys; s=Image.open(sys.argv[1]).size; assert s==(16,16), s" \
+  "$tmp/run-size.png"
 "$SDW" sample --threads 1 --model "$R/checkpoints/step-00000064.safetensors" --no-ema --width 16 \
   --height 16 --steps 3 --prompt "class 1" --out "$tmp/run-raw.png" 2>/dev/null
 "$PY" - "$tmp/s.png" "$tmp/run-ema.png" "$tmp/run-raw.png" <<'EOF'
