@@ -396,7 +396,10 @@ static sdw_status run(const tv_options *o, sdw_manifest *man, trainer *t) {
   SDW_TRY(model_config(o, H, &cfg));
   snprintf(t->dir, sizeof t->dir, "%s/%s", o->data, o->out);
   snprintf(t->state_path, sizeof t->state_path, "%s/train-state.safetensors", t->dir);
-  settings_json(o, &cfg, store_dir, t->settings, sizeof t->settings);
+  /* the store by its real path: the same data given another way is the same */
+  char real[PATH_MAX];
+  settings_json(o, &cfg, realpath(store_dir, real) ? real : store_dir, t->settings,
+                sizeof t->settings);
   cJSON_AddItemToObject(man->extra, "settings", cJSON_Parse(t->settings));
 
   /* a finished folder of the same settings: nothing to do */

@@ -74,9 +74,24 @@ grep "resuming at step" "$tmp/b2.txt" >/dev/null
 cmp "$tmp/d/a/diffusion_pytorch_model.safetensors" "$tmp/d/b/diffusion_pytorch_model.safetensors"
 cmp "$tmp/d/a/config.json" "$tmp/d/b/config.json"
 
-# a finished folder is left alone; other settings and a latent store are errors
+# --minutes ends training early and says so; the folder is still complete
+run --out m --steps 100000 --minutes 0.002 >"$tmp/m.txt" 2>&1 || { cat "$tmp/m.txt"; exit 1; }
+grep "cut by --minutes" "$tmp/m.txt" >/dev/null
+"$PY" - "$tmp/d" <<'PYEOF'
+import json, os, sys
+d = sys.argv[1]
+man = json.load(open(os.path.join(d, "manifests", "train-vae.json")))
+assert man["state"] == "done" and man["extra"]["cut_by_minutes"] is True, man["extra"]
+assert 0 < man["extra"]["steps_done"] < 100000, man["extra"]
+assert os.path.exists(os.path.join(d, "m", "config.json"))
+PYEOF
+
+# a finished folder is left alone (the data dir given another way too);
+# other settings and a latent store are errors
 before=$(sha256sum "$tmp/d/a/diffusion_pytorch_model.safetensors")
 run --out a --steps 300 --save-every 20 | grep "already trained" >/dev/null
+(cd "$tmp" && "$SDW" pipeline train-vae --data d/../d --images pix --batch 2 --out a --steps 300 \
+  --save-every 20 | grep "already trained" >/dev/null)
 rc=0
 run --out a --steps 301 >"$tmp/e1.txt" 2>&1 || rc=$?
 [ "$rc" = 1 ] && [ "$(wc -l <"$tmp/e1.txt")" = 1 ] && grep "other settings" "$tmp/e1.txt" >/dev/null
