@@ -33,6 +33,7 @@
 #include "core/base/log.h"
 #include "core/base/parse.h"
 #include "core/base/rng.h"
+#include "core/base/tensor.h"
 #include "core/cli/cli.h"
 #include "core/cli/demo_model.h"
 
@@ -167,22 +168,6 @@ static void features_chw(const float *img, int side, float *out) {
       }
 }
 
-static float f16_to_f32(uint16_t h) {
-  const uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1F, man = h & 0x3FF;
-  uint32_t bits;
-  if (exp == 0) {
-    float v = ldexpf((float)man, -24);
-    return sign ? -v : v;
-  } else if (exp == 31) {
-    bits = sign | 0x7F800000u | (man << 13);
-  } else {
-    bits = sign | ((exp + 112) << 23) | (man << 13);
-  }
-  float v;
-  memcpy(&v, &bits, 4);
-  return v;
-}
-
 typedef struct gallery {
   int64_t n;
   int side;
@@ -215,7 +200,7 @@ static sdw_status gallery_load(const char *dir, gallery *g) {
   for (int64_t i = 0; i < g->n; i++) {
     const uint16_t *lat = sdw_latent_store_latent(g->store, i);
     for (size_t k = 0; k < px; k++)
-      img[k] = f16_to_f32(lat[k]);
+      img[k] = sdw_f16_to_f32(lat[k]);
     features_chw(img, H, g->feat + (size_t)i * fd);
     int64_t len = 0;
     const char *cap = sdw_latent_store_caption(g->store, i, &len);
@@ -341,7 +326,7 @@ static sdw_status eval_model(const eval_options *o, sdw_demo_model *m, const gal
           uint8_t *near_rgb = pair + px;
           for (int c = 0; c < 3; c++)
             for (int p = 0; p < S * S; p++) {
-              float v = f16_to_f32(lat[(size_t)c * S * S + p]) / 2 + 0.5f;
+              float v = sdw_f16_to_f32(lat[(size_t)c * S * S + p]) / 2 + 0.5f;
               v = v < 0 ? 0 : v > 1 ? 1 : v;
               near_rgb[p * 3 + c] = (uint8_t)lrintf(v * 255);
             }
