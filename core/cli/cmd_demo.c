@@ -69,6 +69,7 @@ typedef struct demo_options {
   const char *dir;
   const char *only; /* pipeline emoji --only: groups/subgroups ("all": the whole font) */
   bool vae;         /* --space vae: the latents of a tiny VAE trained as a stage */
+  bool space_given; /* --space was given (else a directory keeps its own) */
   bool headless, all_emoji, eval;
   bool previewer; /* internal: the interactive demo's preview process */
   double minutes;
@@ -150,6 +151,7 @@ static int parse_options(int argc, char **argv, demo_options *o) {
     else if (strcmp(a, "--space") == 0) {
       ok = strcmp(v, "pixels") == 0 || strcmp(v, "vae") == 0;
       o->vae = strcmp(v, "vae") == 0;
+      o->space_given = true;
     } else if (strcmp(a, "--vae-steps") == 0)
       ok = sdw_parse_i64(v, 1, 100000000, &o->vae_steps);
     else if (strcmp(a, "--minutes") == 0)
@@ -274,7 +276,7 @@ static sdw_status find_assets(char *buf, size_t size) {
 typedef struct demo_paths {
   char dir[PATH_MAX], data[PATH_MAX + 16], run[PATH_MAX + 16], te[PATH_MAX + 32];
   char assets[PATH_MAX], grid[PATH_MAX + 32], eval[PATH_MAX + 32];
-  int side; /* the training images' side (the store's latent shape) */
+  int side; /* the training images' side (the store's image_size) */
 } demo_paths;
 
 /* The number of pipeline stages: 6 in pixel space, 8 with --space vae. */
@@ -835,6 +837,14 @@ int sdw_cmd_demo(int argc, char **argv) {
     o.headless = true;
   }
   say("directory %s", p.dir);
+  /* a directory made before (by an older sdw, pixel space its default, or
+   * with --space) continues in its own space unless --space says otherwise */
+  char encoder[PATH_MAX];
+  store_encoder(p.data, encoder, sizeof encoder);
+  if (!o.space_given && encoder[0] && (strcmp(encoder, "pixels") != 0) != o.vae) {
+    o.vae = !o.vae;
+    say("%s was made in %s: continuing in it", p.data, o.vae ? "VAE latents" : "pixel space");
+  }
   /* the stages run alone: OpenMP's default (spinning) wait policy suits
    * them (train-vae ran 1.5x slower with the passive one) */
   if ((rc = run_pipeline(&o, &p)) != 0) return rc;

@@ -113,11 +113,12 @@ assert r["cfg"] == sample_cfg, (r["cfg"], sample_cfg)
 print("demo: stages, store, text encoder, run, grid and report as documented")
 EOF
 
-# again: the data set is reused and the run continues
-"$SDW" demo --headless --space pixels --dir "$tmp/demo" --steps 6 --minutes 5 --preview-steps 2 \
-  --no-eval \
+# again, without --space: the directory keeps its pixel space, the data set
+# is reused and the run continues
+"$SDW" demo --headless --dir "$tmp/demo" --steps 6 --minutes 5 --preview-steps 2 --no-eval \
   >"$tmp/out2.txt" 2>&1 || { cat "$tmp/out2.txt"; exit 1; }
 grep "pipeline skipped" "$tmp/out2.txt" >/dev/null
+grep "continuing in it" "$tmp/out2.txt" >/dev/null
 grep "continuing the run" "$tmp/out2.txt" >/dev/null
 "$PY" -c "import json,sys; j=json.load(open(sys.argv[1])); assert j['step']==6, j" \
   "$tmp/demo/run/job.json"
