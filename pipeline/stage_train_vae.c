@@ -206,13 +206,26 @@ static sdw_status model_config(const tv_options *o, int side, sdw_vae_config *c)
 /* Everything a resumed run must share with the one that saved the state. */
 static void settings_json(const tv_options *o, const sdw_vae_config *c, const char *store,
                           char *buf, size_t size) {
-  snprintf(buf, size,
-           "{\"channels\": \"%s\", \"layers_per_block\": %d, \"latent_channels\": %d, "
-           "\"norm_groups\": %d, \"attention\": %s, \"steps\": %lld, \"batch\": %lld, "
-           "\"lr\": %.17g, \"kl_weight\": %.17g, \"seed\": %lld, \"images\": \"%s\"}",
-           o->channels, c->layers_per_block, c->latent_channels, c->norm_groups,
-           c->mid_attention ? "true" : "false", (long long)o->steps, (long long)o->batch, o->lr,
-           o->kl_weight, (long long)o->seed, store);
+  cJSON *j = cJSON_CreateObject();
+  cJSON *ch = cJSON_AddArrayToObject(j, "channels");
+  for (int l = 0; l < c->levels; l++)
+    cJSON_AddItemToArray(ch, cJSON_CreateNumber(c->block_out_channels[l]));
+  cJSON_AddNumberToObject(j, "layers_per_block", c->layers_per_block);
+  cJSON_AddNumberToObject(j, "latent_channels", c->latent_channels);
+  cJSON_AddNumberToObject(j, "norm_groups", c->norm_groups);
+  cJSON_AddBoolToObject(j, "attention", c->mid_attention);
+  cJSON_AddNumberToObject(j, "steps", (double)o->steps);
+  cJSON_AddNumberToObject(j, "batch", (double)o->batch);
+  cJSON_AddNumberToObject(j, "lr", o->lr);
+  cJSON_AddNumberToObject(j, "kl_weight", o->kl_weight);
+  char seed[32]; /* a string: a double would round seeds past 2^53 */
+  snprintf(seed, sizeof seed, "%lld", (long long)o->seed);
+  cJSON_AddStringToObject(j, "seed", seed);
+  cJSON_AddStringToObject(j, "images", store);
+  char *text = cJSON_PrintUnformatted(j);
+  snprintf(buf, size, "%s", text ? text : "{}");
+  free(text);
+  cJSON_Delete(j);
 }
 
 static volatile sig_atomic_t g_stop;
